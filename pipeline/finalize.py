@@ -1,0 +1,85 @@
+"""The last step of a build: `rejected/rejected.jsonl`, `dataset_statistics.json`, `manifest.json`
+and the dataset card, written into the staging directory once every shard exists."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterator
+
+import apache_beam as beam
+
+from pipeline import storage
+from pipeline.card import dataset_card
+from pipeline.writer import rejection_lines
+from schemas.episode import Rejection
+from schemas.stats import dumps_stats
+
+log = logging.getLogger(__name__)
+
+REJECTED_PATH = "rejected/rejected.jsonl"
+
+
+def build_counts(inputs: dict[str, int], shards: list[dict[str, Any]],
+                 rejections: list[Rejection]) -> dict[str, int]:
+    """Counts where `in = out + rejected` can be checked: inputs are counted at the source,
+    outputs in the written shards and rejections in rejected/, independently."""
+    steps_in = inputs.get("steps_source", 0) - inputs.get("steps_dropped_by_config", 0)
+    return {
+        "episodes_in": inputs.get("episodes_in", 0),
+        "episodes_out": sum(s["episodes"] for s in shards),
+        "episodes_rejected": sum(1 for r in rejections if r.step is None),
+        "steps_in": steps_in,
+        "steps_out": sum(s["rows"] for s in shards),
+        "steps_rejected": sum(r.steps for r in rejections),
+        "steps_source": inputs.get("steps_source", 0),
+        "steps_dropped_by_config": inputs.get("steps_dropped_by_config", 0),
+    }
+
+
+def counts_consistent(c: dict[str, int]) -> bool:
+    return (c["episodes_in"] == c["episodes_out"] + c["episodes_rejected"]
+            and c["steps_in"] == c["steps_out"] + c["steps_rejected"])
+
+
+class Finalize(beam.DoFn):
+    def __init__(self, staging: str, manifest_base: dict[str, Any]) -> None:
+        self.staging = staging
+        self.manifest_base = manifest_base
+
+    def process(self, _: None, shards: list[dict[str, Any]], inputs: dict[str, int],
+                stats: dict[str, Any] | None, rejections: list[Rejection]) -> Iterator[str]:
+        shards = sorted(shards, key=lambda s: s["path"])
+        counts = build_counts(inputs, shards, rejections)
+        if not counts_consistent(counts):
+            raise RuntimeError(f"accounting mismatch, refusing to publish: {counts}")
+        storage.write_bytes(storage.join(self.staging, REJECTED_PATH),
+                            rejection_lines(rejections).encode())
+        stats_text = dumps_stats(stats) if stats is not None else "{}\n"
+        if stats is None:
+            log.warning("no usable transitions: every episode was rejected (see %s)", REJECTED_PATH)
+        storage.write_bytes(storage.join(self.staging, "dataset_statistics.json"),
+                            stats_text.encode())
+        manifest = dict(self.manifest_base)
+        manifest.update({
+            "counts": counts,
+            "rejected": {"path": REJECTED_PATH, "by_stage": _by_stage(rejections)},
+            "statistics": "dataset_statistics.json",
+            "num_shards": len(shards),
+            "shards": [{k: s[k] for k in ("path", "rows", "episodes", "sha256", "bytes")}
+                       for s in shards],
+        })
+        storage.write_bytes(storage.join(self.staging, "README.md"),
+                            dataset_card(manifest, stats).encode())
+        # The manifest is written last: its presence marks a complete dataset.
+        storage.write_bytes(storage.join(self.staging, "manifest.json"),
+                            (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        yield "manifest.json"
+
+
+def _by_stage(rejections: list[Rejection]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in rejections:
+        stage = out.setdefault(r.stage, {"records": 0, "steps": 0})
+        stage["records"] += 1
+        stage["steps"] += r.steps
+    return dict(sorted(out.items()))

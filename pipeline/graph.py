@@ -1,0 +1,176 @@
+"""The Beam graph of `armdata build`, as a readable list of steps:
+
+    shard slices → read RLDS → standardize → validate → [depth] → [trace] → spill episode rows
+      → statistics (combine over exactly the written transitions, or --stats)
+      → shard by hash(episode_id) → write Parquet shards (+ action columns)
+      → manifest, statistics, dataset card, rejected/
+
+Every stage is a plain `transforms.base.Stage` run by one generic DoFn; rejections of every stage
+are collected into `rejected/`.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+
+from pipeline import storage
+from pipeline.config import DatasetConfig
+from pipeline.finalize import Finalize
+from pipeline.source import ReadShard, SourcePlan, num_source_steps
+from pipeline.writer import SpillEpisode, WriteShard, auto_num_shards, shard_of
+from schemas.episode import Rejection
+from schemas.stats import StatsAccumulator
+from transforms.base import Stage
+from transforms.standardize import standardize_episode
+
+log = logging.getLogger(__name__)
+REJECTED = "rejected"
+
+
+class Standardize(beam.DoFn):
+    """Raw RLDS episode → canonical Episode (or a rejection), plus one accounting record."""
+
+    def __init__(self, config: DatasetConfig) -> None:
+        self.config = config
+
+    def process(self, raw: dict[str, Any]) -> Iterator[Any]:
+        episode_id = f"{self.config.name}/{raw['tfds_id']}"
+        total = num_source_steps(raw["steps"])
+        try:
+            episode = standardize_episode(raw, self.config, episode_id)
+        except Exception as exc:  # any failure here is a property of this episode's data
+            beam.metrics.Metrics.counter("standardize", type(exc).__name__).inc()
+            yield TaggedOutput(REJECTED, Rejection(self.config.name, episode_id, None,
+                                                   "standardize", str(exc), steps=total))
+            yield TaggedOutput("accounting", {"episodes_in": 1, "steps_source": total,
+                                              "steps_dropped_by_config": 0})
+            return
+        yield TaggedOutput("accounting", {"episodes_in": 1, "steps_source": total,
+                                          "steps_dropped_by_config": total - len(episode.steps)})
+        yield episode
+
+
+class RunStage(beam.DoFn):
+    """Runs one Stage; its counters become Beam metrics under the stage's name."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+
+    def setup(self) -> None:
+        self.stage.setup()
+        self.reported: collections.Counter[str] = collections.Counter()
+        self.done = 0
+        self.last_log = time.monotonic()
+
+    def process(self, episode: Any) -> Iterator[Any]:
+        try:
+            out, rejections = self.stage.process(episode)
+        except Exception as exc:  # one bad episode must not kill a long job; it is recorded
+            log.exception("stage %s failed on %s", self.stage.name, episode.episode_id)
+            self.stage.count("episode_error")
+            out, rejections = None, [episode.reject(self.stage.name,
+                                                    f"{type(exc).__name__}: {exc}")]
+        for key, n in self.stage.counters.items():
+            if n != self.reported[key]:
+                beam.metrics.Metrics.counter(self.stage.name, key).inc(n - self.reported[key])
+                self.reported[key] = n
+        self.done += 1
+        if time.monotonic() - self.last_log > 10:
+            log.info("%s: %d episodes done in this worker", self.stage.name, self.done)
+            self.last_log = time.monotonic()
+        for r in rejections:
+            yield TaggedOutput(REJECTED, r)
+        if out is not None:
+            yield out
+
+
+class CombineStats(beam.CombineFn):
+    """Exact statistics over all written transitions. Episodes are folded in episode-id order so
+    that floating-point sums, and hence the files, do not depend on the runner's order."""
+
+    def __init__(self, dataset: str, mask: tuple[bool, ...]) -> None:
+        self.dataset = dataset
+        self.mask = list(mask)
+
+    def create_accumulator(self) -> list:
+        return []
+
+    def add_input(self, acc: list, summary: Any) -> list:
+        acc.append((summary.episode_id, summary.actions, summary.states))
+        return acc
+
+    def merge_accumulators(self, accs: Any) -> list:
+        return [item for acc in accs for item in acc]
+
+    def extract_output(self, acc: list) -> dict | None:
+        if not acc:
+            return None
+        stats = StatsAccumulator()
+        for _, actions, states in sorted(acc, key=lambda item: item[0]):
+            stats.add(actions, states)
+        return stats.finalize(self.dataset, self.mask)
+
+
+def sum_dicts(dicts: Any) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for d in dicts:
+        total.update(d)
+    return dict(total)
+
+
+def build_graph(p: beam.Pipeline, plan: SourcePlan, config: DatasetConfig, stages: list[Stage],
+                staging: str, stats: dict | None, num_shards: int | None, min_shards: int,
+                manifest_base: dict[str, Any]) -> None:
+    read = (p
+            | "ShardSlices" >> beam.Create(list(plan.reads))
+            | "ReadRLDS" >> beam.ParDo(ReadShard(plan.directory))
+            | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
+                REJECTED, "accounting", main="episodes"))
+    rejected = [read[REJECTED]]
+    # Spread the episodes of one shard over all workers before the expensive stages.
+    episodes = read.episodes | "Redistribute" >> beam.Reshuffle()
+    for stage in stages:
+        out = episodes | stage.name.capitalize() >> beam.ParDo(RunStage(stage)).with_outputs(
+            REJECTED, main="episodes")
+        episodes, rejected = out.episodes, rejected + [out[REJECTED]]
+
+    summaries = episodes | "SpillEpisodes" >> beam.ParDo(
+        SpillEpisode(storage.join(staging, "_tmp", "episodes")))
+
+    if stats is None:
+        stats_pc = summaries | "Statistics" >> beam.CombineGlobally(
+            CombineStats(config.name, config.action_mask))
+    else:
+        stats_pc = p | "GivenStatistics" >> beam.Create([stats])
+
+    if num_shards is None:
+        shards_pc = (summaries
+                     | "SizeAndCount" >> beam.Map(lambda s: {"bytes": s.nbytes, "episodes": 1})
+                     | "SumSizes" >> beam.CombineGlobally(sum_dicts)
+                     | "ShardCount" >> beam.Map(lambda t: auto_num_shards(
+                         t.get("bytes", 0), t.get("episodes", 0), min_shards)))
+    else:
+        shards_pc = p | "GivenShardCount" >> beam.Create([num_shards])
+    n_shards = AsSingleton(shards_pc)
+
+    keyed = summaries | "AssignShard" >> beam.Map(lambda s, n: (shard_of(s.episode_id, n), s),
+                                                   n_shards)
+    # Every shard index gets a file, even one no episode hashed to, so the set is complete.
+    all_indices = (p | "One" >> beam.Create([None])
+                   | "ShardIndices" >> beam.FlatMap(lambda _, n: [(i, None) for i in range(n)],
+                                                    n_shards))
+    shard_files = ((keyed, all_indices) | "AllShards" >> beam.Flatten()
+                   | "GroupByShard" >> beam.GroupByKey()
+                   | "WriteShards" >> beam.ParDo(WriteShard(staging, config.name), n_shards,
+                                                 AsSingleton(stats_pc)))
+    counts = read.accounting | "CountInputs" >> beam.CombineGlobally(sum_dicts)
+    all_rejected = rejected | "AllRejections" >> beam.Flatten()
+    _ = (p | "FinalizeTrigger" >> beam.Create([None])
+         | "Finalize" >> beam.ParDo(Finalize(staging, manifest_base), AsList(shard_files),
+                                    AsSingleton(counts), AsSingleton(stats_pc),
+                                    AsList(all_rejected)))

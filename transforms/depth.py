@@ -1,0 +1,178 @@
+"""Depth stage: every kept step gets its 100 depth codes (SPEC §2), optionally its 8-bit depth map.
+
+Depth comes from Depth Anything V2 (`--depth-source model`, the default) or from the dataset's depth
+camera (`--depth-source sensor`, config `depth_key`): metres are turned into the same disparity-like
+convention as the model's output (nearer = larger: 1/depth on valid pixels, invalid pixels set to the
+farthest valid value) before the per-frame min-max to 8 bit. Frames are processed per episode in
+batches of `--depth-batch-size` frames of one size, on the device from upload to codes. A frame that
+cannot be used (corrupt image, non-finite model output, missing/invalid/constant sensor depth) is
+dropped with its reason and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.depth_anything import DEFAULT_DEPTH_MODEL, SMALL_DEPTH_MODEL, depth_to_u8, \
+    estimate_depth, load_depth_model
+from models.device import DEVICE_CHOICES, resolve_device
+from models.vqvae import load_vqvae, vqvae_input
+from pipeline.config import ConfigError, DatasetConfig
+from schemas.episode import Episode, Rejection, decode_rgb, encode_png
+from transforms.base import Stage, shared_model
+
+SOURCES = ("model", "sensor")
+
+
+def sensor_disparity(depth_m: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, str] | None]]:
+    """(B, H, W) metric depth → disparity-like maps (1/depth; invalid pixels — non-finite or ≤ 0 —
+    take the frame's farthest valid value so that min-max spans valid pixels only), and per frame
+    None or (counter key, reason) why it cannot be used."""
+    valid = torch.isfinite(depth_m) & (depth_m > 0)
+    disp = torch.where(valid, 1.0 / torch.where(valid, depth_m, 1.0), 0.0)
+    n_valid = valid.flatten(1).sum(1)
+    far = torch.where(valid, disp, torch.inf).flatten(1).min(1).values
+    far = torch.where(n_valid > 0, far, 0.0)
+    disp = torch.where(valid, disp, far.view(-1, 1, 1))
+    near = disp.flatten(1).max(1).values
+    problems: list[tuple[str, str] | None] = []
+    for n, lo, hi in zip(n_valid.tolist(), far.tolist(), near.tolist()):
+        if n == 0:
+            problems.append(("sensor_depth_invalid", "sensor depth has no finite positive pixel"))
+        elif hi <= lo:
+            problems.append(("sensor_depth_constant", "sensor depth is constant"))
+        else:
+            problems.append(None)
+    return disp, problems
+
+
+class DepthStage(Stage):
+    name = "depth"
+
+    def __init__(self, depth_model: str = DEFAULT_DEPTH_MODEL, vqvae: str | None = None,
+                 batch_size: int = 16, device: str = "auto", source: str = "model",
+                 store_depth: bool = False) -> None:
+        super().__init__()
+        if source not in SOURCES:
+            raise ValueError(f"depth source must be one of {SOURCES}, got {source!r}")
+        if batch_size < 1:
+            raise ValueError(f"depth batch size must be ≥ 1, got {batch_size}")
+        if device not in DEVICE_CHOICES:
+            raise ValueError(f"depth device must be one of {DEVICE_CHOICES}, got {device!r}")
+        self.depth_model = depth_model
+        self.vqvae_path = vqvae
+        self.batch_size = batch_size
+        self.device_choice = device
+        self.source = source
+        self.store_depth = store_depth
+        self._device: torch.device | None = None
+        self._depth: Any = None
+        self._vqvae: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Models never travel with the pipeline: each worker loads them in setup().
+        state = self.__dict__.copy()
+        state.update(_device=None, _depth=None, _vqvae=None)
+        return state
+
+    def setup(self) -> None:
+        device = resolve_device(self.device_choice, "depth stage")
+        if self.source == "model":
+            self._depth = shared_model(("depth_anything", self.depth_model, str(device)),
+                                       lambda: load_depth_model(self.depth_model, device))
+        self._vqvae = shared_model(("vqvae", self.vqvae_path, str(device)),
+                                   lambda: load_vqvae(self.vqvae_path, device))
+        self._device = device
+
+    def process(self, episode: Episode) -> tuple[Episode | None, list[Rejection]]:
+        if self._device is None:
+            self.setup()
+        problems: dict[int, str] = {}
+        inputs = self._inputs(episode, problems)
+        by_shape: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)
+        for pos, array in inputs.items():
+            by_shape[array.shape].append(pos)
+        for positions in by_shape.values():
+            for start in range(0, len(positions), self.batch_size):
+                chunk = positions[start:start + self.batch_size]
+                self._process_batch(episode, chunk, np.stack([inputs[p] for p in chunk]),
+                                    problems)
+        rejections = episode.drop_steps(problems, self.name)
+        return (episode if episode.steps else None), rejections
+
+    def _fail(self, problems: dict[int, str], pos: int, key: str, reason: str) -> None:
+        problems[pos] = reason
+        self.count(key)
+
+    def _inputs(self, episode: Episode, problems: dict[int, str]) -> dict[int, np.ndarray]:
+        """Per step position: the decoded RGB frame (model) or the metric depth map (sensor)."""
+        inputs = {}
+        for pos, step in enumerate(episode.steps):
+            if self.source == "model":
+                try:
+                    inputs[pos] = decode_rgb(step.image)
+                except ValueError as exc:
+                    self._fail(problems, pos, "image_corrupt", str(exc))
+            elif step.sensor_depth is None:
+                self._fail(problems, pos, "sensor_depth_missing", "step has no sensor depth")
+            else:
+                inputs[pos] = np.asarray(step.sensor_depth, np.float32)
+        return inputs
+
+    @torch.inference_mode()
+    def _process_batch(self, episode: Episode, positions: list[int], batch: np.ndarray,
+                       problems: dict[int, str]) -> None:
+        x = torch.from_numpy(batch).to(self._device)
+        if self.source == "model":
+            depth = estimate_depth(self._depth, x)
+            finite = torch.isfinite(depth).flatten(1).all(1).tolist()
+            frame_problems = [None if ok else ("depth_not_finite", "depth model output is not "
+                                               "finite") for ok in finite]
+            depth = torch.nan_to_num(depth)
+        else:
+            depth, frame_problems = sensor_disparity(x)
+        maps = depth_to_u8(depth)
+        codes = self._vqvae.encode(vqvae_input(maps)).to(torch.uint8).cpu().numpy()
+        maps_np = maps.cpu().numpy() if self.store_depth else None
+        for i, pos in enumerate(positions):
+            if frame_problems[i] is not None:
+                self._fail(problems, pos, *frame_problems[i])
+                continue
+            step = episode.steps[pos]
+            step.depth_codes = codes[i]
+            if maps_np is not None:
+                step.depth_png = encode_png(maps_np[i])
+            self.count("frames")
+
+
+def add_build_arguments(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--depth-model", default=DEFAULT_DEPTH_MODEL,
+                        help=f"Depth Anything V2 checkpoint: Hub id or local directory (default "
+                             f"{DEFAULT_DEPTH_MODEL}, CC-BY-NC-4.0, as the reference; "
+                             f"{SMALL_DEPTH_MODEL} is Apache-2.0)")
+    parser.add_argument("--vqvae", default=None,
+                        help="VQ-VAE checkpoint path (default: vae-final.pt from the Hub repo "
+                             "allenai/MolmoAct-7B-D-0812)")
+    parser.add_argument("--depth-batch-size", type=int, default=16,
+                        help="frames per depth-model batch; bounds GPU memory (default 16)")
+    parser.add_argument("--depth-source", choices=SOURCES, default="model",
+                        help="model: Depth Anything V2; sensor: the config's depth_key camera")
+    parser.add_argument("--store-depth", action="store_true",
+                        help="also store the 8-bit depth map as PNG (column depth_png)")
+    parser.add_argument("--depth-device", choices=DEVICE_CHOICES, default="auto",
+                        help="device for the depth stage (auto: CUDA if available)")
+
+
+def stage_from_args(args: argparse.Namespace, config: DatasetConfig) -> DepthStage:
+    if args.depth_source == "sensor" and not config.depth_key:
+        raise ConfigError(f"--depth-source sensor needs a depth camera, but config "
+                          f"{config.name!r} sets no depth_key")
+    if args.depth_batch_size < 1:
+        raise ConfigError(f"--depth-batch-size must be ≥ 1, got {args.depth_batch_size}")
+    return DepthStage(depth_model=args.depth_model, vqvae=args.vqvae,
+                      batch_size=args.depth_batch_size, device=args.depth_device,
+                      source=args.depth_source, store_depth=args.store_depth)
