@@ -34,7 +34,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
 
 
 def world_to_camera(T_cam_world: np.ndarray, xyz: np.ndarray) -> np.ndarray:
-    """(N, 3) world points → (N, 3) camera-frame points (z is the depth along the optical axis)."""
+    """(N, 3) world points → (N, 3) camera-frame points (z: depth along the optical axis)."""
     T = np.asarray(T_cam_world, np.float64)
     return np.asarray(xyz, np.float64) @ T[:3, :3].T + T[:3, 3]
 

@@ -8,6 +8,7 @@ SPEC §2 step 1 done on the device for a whole batch: frames are resized so that
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,3 +75,37 @@ def depth_to_u8(depth: torch.Tensor) -> torch.Tensor:
     hi = flat.max(1).values.view(-1, 1, 1)
     # float → uint8 truncates toward zero, like numpy's astype in the reference.
     return ((depth - lo) / (hi - lo + 1e-8) * 255).to(torch.uint8)
+
+
+# Sizes of the published V2 checkpoints (transformers configs), for building random-weight models of
+# the same architecture (benchmarks) without a download.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "small": dict(hidden_size=384, num_heads=6, num_layers=12, out_indices=(3, 6, 9, 12),
+                  neck_hidden_sizes=(48, 96, 192, 384), fusion_hidden_size=64),
+    "base": dict(hidden_size=768, num_heads=12, num_layers=12, out_indices=(3, 6, 9, 12),
+                 neck_hidden_sizes=(96, 192, 384, 768), fusion_hidden_size=128),
+}
+
+
+def depth_anything_config(hidden_size: int, num_heads: int, num_layers: int,
+                          out_indices: tuple[int, ...], neck_hidden_sizes: tuple[int, ...],
+                          fusion_hidden_size: int, head_hidden_size: int = 32) -> Any:
+    """A `DepthAnythingConfig` (relative depth) with a DINOv2 ViT/14 backbone of the given size."""
+    from transformers import DepthAnythingConfig
+
+    backbone = {"model_type": "dinov2", "image_size": INPUT_SIZE, "patch_size": PATCH,
+                "hidden_size": hidden_size, "num_attention_heads": num_heads,
+                "num_hidden_layers": num_layers, "out_indices": list(out_indices),
+                "reshape_hidden_states": False}
+    return DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=hidden_size,
+                               neck_hidden_sizes=list(neck_hidden_sizes),
+                               fusion_hidden_size=fusion_hidden_size,
+                               head_hidden_size=head_hidden_size)
+
+
+def random_depth_model(config: Any, seed: int = 0) -> nn.Module:
+    """`DepthAnythingForDepthEstimation` with random weights (tests and benchmarks)."""
+    from transformers import DepthAnythingForDepthEstimation
+
+    torch.manual_seed(seed)
+    return DepthAnythingForDepthEstimation(config).eval()

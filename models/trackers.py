@@ -1,9 +1,11 @@
-"""Point trackers: follow one point (the gripper) through a clip, forwards and backwards from a seed.
+"""Point trackers: follow one point (the gripper) through a clip, forwards and backwards from a
+seed.
 
 Every tracker has `track(frames, t0, xy0, reseed=None) -> (xy (T, 2), visible (T,))`: `frames` is
 (T, H, W, 3) uint8 RGB, the point is `xy0` (pixels, pixel centres at integer coordinates) at frame
 `t0`; `reseed(t)` is an optional localizer for frame t (pixels or None) used when the point is lost.
-`xy` is the best estimate on every frame (NaN where there is none); `visible` says whether to trust it.
+`xy` is the best estimate on every frame (NaN where there is none); `visible` says whether to
+trust it.
 
 - `LKTracker`: OpenCV pyramidal Lucas–Kanade, frame to frame with a forward–backward check, each
   result refined against the seed's appearance (anchoring removes drift), occlusion detected by
@@ -42,7 +44,7 @@ def check_seed(frames: np.ndarray, t0: int, xy0: tuple[float, float]) -> None:
 
 @dataclass(frozen=True)
 class LKParams:
-    win_size: int = 21          # LK window (px); also the appearance template's size
+    win_size: int = 15          # LK window (px), also the template: fits grippers from ~24 px up
     max_level: int = 3          # pyramid levels for frame-to-frame flow (fast moves)
     fb_threshold: float = 1.0   # forward–backward error (px) above which a step is rejected
     anchor_tolerance: float = 3.0  # max shift (px) the anchor refinement may apply
@@ -51,6 +53,7 @@ class LKParams:
     visible_ncc: float = 0.7    # below this the point counts as occluded
     confident_ncc: float = 0.9  # below this the LK result is double-checked by template search
     reacquire_ncc: float = 0.85  # needed to pick the point up again by search
+    min_margin: float = 0.1     # ... and by this much above the best match elsewhere
     search_radius: int = 24     # template search radius (px); grows with each doubtful frame
     reanchor_after: int = 5     # frames the localizer must keep finding a point we cannot match
 
@@ -86,18 +89,45 @@ def _ncc(gray: np.ndarray, xy: np.ndarray, template: np.ndarray) -> float:
     return float(cv2.matchTemplate(patch, template, cv2.TM_CCOEFF_NORMED)[0, 0])
 
 
-def _search(gray: np.ndarray, template: np.ndarray, centre: np.ndarray, radius: int
-            ) -> tuple[np.ndarray, float]:
-    """Best template match (integer px) within `radius` of `centre` → (xy, correlation)."""
-    half = template.shape[0] // 2
+def _search(gray: np.ndarray, template: np.ndarray, centre: np.ndarray, radius: int,
+            partial: bool = False) -> tuple[np.ndarray, float, float]:
+    """Best template match within `radius` of `centre` → (xy, correlation, margin over the best
+    match elsewhere), sub-pixel by a parabolic peak fit. With `partial`, a location also scores
+    its best template half, so that a gripper half hidden by an occluder is still found."""
+    size = template.shape[0]
+    half = size // 2
     height, width = gray.shape
-    x0 = int(np.clip(round(centre[0]) - radius - half, 0, width - template.shape[1]))
-    y0 = int(np.clip(round(centre[1]) - radius - half, 0, height - template.shape[0]))
-    x1 = int(np.clip(round(centre[0]) + radius + half + 1, x0 + template.shape[1], width))
-    y1 = int(np.clip(round(centre[1]) + radius + half + 1, y0 + template.shape[0], height))
-    scores = cv2.matchTemplate(gray[y0:y1, x0:x1], template, cv2.TM_CCOEFF_NORMED)
+    centre = np.clip(centre, 0, [width - 1, height - 1])
+    x0 = int(np.clip(round(centre[0]) - radius - half, 0, width - size))
+    y0 = int(np.clip(round(centre[1]) - radius - half, 0, height - size))
+    x1 = int(np.clip(round(centre[0]) + radius + half + 1, x0 + size, width))
+    y1 = int(np.clip(round(centre[1]) + radius + half + 1, y0 + size, height))
+    region = gray[y0:y1, x0:x1]
+    scores = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
+    if partial:
+        q = half + 1   # halves overlap on the centre row/column
+        rows, cols = scores.shape
+        for oy, ox, part in ((0, 0, template[:q]), (size - q, 0, template[size - q:]),
+                             (0, 0, template[:, :q]), (0, size - q, template[:, size - q:])):
+            half_scores = cv2.matchTemplate(region, part, cv2.TM_CCOEFF_NORMED)
+            scores = np.maximum(scores, half_scores[oy:oy + rows, ox:ox + cols])
     _, best, _, (bx, by) = cv2.minMaxLoc(scores)
-    return np.array([x0 + bx + half, y0 + by + half], np.float32), float(best)
+    # distinctiveness: how far the best match stands above the best one elsewhere
+    others = scores.copy()
+    others[max(0, by - half):by + half + 1, max(0, bx - half):bx + half + 1] = -1.0
+    margin = best - float(others.max()) if others.max() > -1.0 else best
+    return np.array([x0 + half + bx + _peak_offset(scores[by, bx - 1:bx + 2]),
+                     y0 + half + by + _peak_offset(scores[by - 1:by + 2, bx])],
+                    np.float32), float(best), margin
+
+
+def _peak_offset(three: np.ndarray) -> float:
+    """Sub-pixel offset of a peak from a parabola through its value and its two neighbours."""
+    if three.shape[0] != 3:
+        return 0.0
+    left, mid, right = map(float, three)
+    curvature = left - 2 * mid + right
+    return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
 
 
 class LKTracker:
@@ -130,39 +160,26 @@ class LKTracker:
         visible = np.zeros(len(gray), bool)
         out[0], visible[0] = xy0, True
         pos, velocity = xy0.copy(), np.zeros(2, np.float32)
-        lost = doubtful = localized = 0   # consecutive frames lost / unconfident / localizer-only
+        sure_pos, sure_k = pos, 0        # last confident position feeds the motion model
+        lost = doubtful = localized = 0  # consecutive frames lost / unconfident / localizer-only
         for k in range(1, len(gray)):
             found, estimate, score = None, None, -1.0
+            hint = reseed(k) if reseed is not None and lost else None
             if lost == 0:
                 guess = pos + velocity
                 cand, fb = _lk(gray[k - 1], gray[k], pos, guess, p.win_size, p.max_level)
-                if fb <= p.fb_threshold:
+                if fb <= p.fb_threshold:   # continuity: a plain view of the template is enough
                     estimate = cand = self._refine(gray[k], anchor, cand)
                     score = _ncc(gray[k], cand, anchor.template)
+                    found = cand if score >= p.visible_ncc else None
                 if score < p.confident_ncc:
                     # fast move, occlusion or a wrong lock: search around the prediction
-                    s_cand, s_score = _search(gray[k], anchor.template, guess,
-                                              p.search_radius * (1 + doubtful))
-                    if s_score > score:
-                        cand = self._refine(gray[k], anchor, s_cand)
-                        score = _ncc(gray[k], cand, anchor.template)
-                if score < p.visible_ncc:
-                    # a move faster than the local search covers: one wide look before giving up
-                    s_cand, s_score = _search(gray[k], anchor.template, guess, 4 * p.search_radius)
-                    if s_score >= p.reacquire_ncc:
-                        cand = self._refine(gray[k], anchor, s_cand)
-                        score = _ncc(gray[k], cand, anchor.template)
-                if score >= p.visible_ncc:
-                    found = cand
+                    radii = (p.search_radius * (1 + doubtful), 4 * p.search_radius)
+                    found, score = self._reacquire(gray[k], anchor, guess, radii, found, score)
             else:
-                hint = reseed(k) if reseed is not None else None
                 centre = pos + velocity * min(lost, 3) if hint is None else np.float32(hint)
                 radius = p.search_radius * (1 + lost) if hint is None else p.search_radius
-                cand, score = _search(gray[k], anchor.template, centre, radius)
-                if score >= p.reacquire_ncc:
-                    cand = self._refine(gray[k], anchor, cand)
-                    score = _ncc(gray[k], cand, anchor.template)
-                    found = cand if score >= p.visible_ncc else None
+                found, score = self._reacquire(gray[k], anchor, centre, (radius,), None, -1.0)
                 if found is None and hint is not None:
                     localized += 1
                     estimate = np.float32(hint)
@@ -172,8 +189,9 @@ class LKTracker:
                         found, score = estimate, 1.0
                         anchor = _Anchor(gray[k], found, p.win_size)
             if found is not None and _inside(found, width, height):
-                if score >= p.confident_ncc:   # only sure positions feed the motion model
-                    velocity = (found - pos) / (lost + 1)
+                if score >= p.confident_ncc:
+                    velocity = (found - sure_pos) / (k - sure_k)
+                    sure_pos, sure_k = found, k
                 doubtful = 0 if score >= p.confident_ncc else doubtful + 1
                 pos, lost, localized = found, 0, 0
                 out[k], visible[k] = found, True
@@ -183,6 +201,26 @@ class LKTracker:
                     estimate = pos + velocity * min(lost, 3)
                 out[k] = np.clip(estimate, 0, [width - 1, height - 1])
         return out, visible
+
+    def _reacquire(self, gray: np.ndarray, anchor: _Anchor, centre: np.ndarray,
+                   radii: tuple[int, ...], found: np.ndarray | None, score: float
+                   ) -> tuple[np.ndarray | None, float]:
+        """Template search around `centre` at growing radii. A jump needs stronger evidence
+        (`reacquire_ncc`) than continuity; a half-hidden gripper is placed by its visible half
+        only close to the prediction. Keeps (found, score) unless something better turns up."""
+        p = self.params
+        for radius in radii:
+            cand, s_score, margin = _search(gray, anchor.template, centre, radius)
+            if s_score >= p.reacquire_ncc and s_score > score and margin >= p.min_margin:
+                cand = self._refine(gray, anchor, cand)
+                return cand, max(_ncc(gray, cand, anchor.template), p.visible_ncc)
+            if found is not None:
+                return found, score
+        reach = p.search_radius // 2 if found is not None or len(radii) > 1 else radii[-1]
+        cand, s_score, margin = _search(gray, anchor.template, centre, reach, partial=True)
+        if s_score >= p.confident_ncc and margin >= p.min_margin:
+            return cand, p.visible_ncc
+        return found, score
 
     def _refine(self, gray: np.ndarray, anchor: _Anchor, cand: np.ndarray) -> np.ndarray:
         """Sub-pixel position tied to the anchor's appearance, which removes frame-to-frame drift
@@ -195,3 +233,85 @@ class LKTracker:
 
 def _inside(xy: "np.ndarray | tuple[float, float]", width: int, height: int) -> bool:
     return bool(0 <= xy[0] <= width - 1 and 0 <= xy[1] <= height - 1)
+
+
+COTRACKER_HUB = "facebookresearch/co-tracker"
+
+
+def load_cotracker(repo: str | None, mode: str) -> object:
+    """CoTracker3 (`offline` or `online`) from a local clone of the co-tracker repository or from
+    the torch.hub cache (weights as the hub entry point fetches them: cached, or downloaded)."""
+    import torch
+
+    local = repo is not None and os.path.isdir(repo)
+    try:
+        return torch.hub.load(repo if local else (repo or COTRACKER_HUB), f"cotracker3_{mode}",
+                              source="local" if local else "github", trust_repo=True,
+                              skip_validation=True)
+    except Exception as exc:
+        raise RuntimeError(
+            f"cannot load CoTracker3 ({mode}) from {repo or COTRACKER_HUB}: {exc}. Clone "
+            f"https://github.com/{COTRACKER_HUB} and pass --cotracker-repo DIR, with the "
+            f"checkpoint in the torch hub cache (note: CoTracker code and weights are "
+            f"CC-BY-NC-4.0)") from exc
+
+
+def cotracker_from_hub(repo: str | None, device: object, offline_max_frames: int = 200
+                       ) -> "CoTrackerTracker":
+    """Both CoTracker3 models loaded, on `device`, in a tracker."""
+    offline = load_cotracker(repo, "offline").to(device).eval()
+    online = load_cotracker(repo, "online").to(device).eval()
+    return CoTrackerTracker(offline, online, device, offline_max_frames)
+
+
+class CoTrackerTracker:
+    """CoTracker3 on the clip, forwards and backwards from the seed (each a query at frame 0 of
+    its half). Halves up to `offline_max_frames` go through the offline model (memory grows with
+    length), longer ones through the online model in sliding windows. The hub predictors resize
+    to 384×512 internally and return tracks in input pixels."""
+    name = "cotracker3"
+
+    def __init__(self, offline: object, online: object, device: object,
+                 offline_max_frames: int = 200) -> None:
+        self.offline, self.online, self.device = offline, online, device
+        self.offline_max_frames = offline_max_frames
+
+    def track(self, frames: np.ndarray, t0: int, xy0: tuple[float, float],
+              reseed: Reseed | None = None) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from models.device import autocast
+
+        check_seed(frames, t0, xy0)
+        xy = np.full((len(frames), 2), np.nan)
+        visible = np.zeros(len(frames), bool)
+        xy[t0], visible[t0] = xy0, True
+        for order in (range(t0, len(frames)), range(t0, -1, -1)):
+            seq = list(order)
+            if len(seq) < 2:
+                continue
+            with torch.inference_mode(), autocast(self.device):
+                video = torch.from_numpy(frames[seq]).to(self.device).permute(0, 3, 1, 2)
+                video = video[None].float()   # (1, T, 3, H, W) in 0..255
+                query = torch.tensor([[[0.0, float(xy0[0]), float(xy0[1])]]], device=self.device)
+                if len(seq) <= self.offline_max_frames:
+                    tracks, vis = self.offline(video, queries=query)
+                else:
+                    tracks, vis = self._online(video, query)
+            xy[seq] = tracks[0, :len(seq), 0].float().cpu().numpy()
+            visible[seq] = vis[0, :len(seq), 0].cpu().numpy() > 0.5
+        return xy, visible
+
+    def _online(self, video: "object", query: "object") -> tuple["object", "object"]:
+        """Sliding windows of 2·step frames; the clip is padded with its last frame."""
+        import torch
+
+        step = int(self.online.step)
+        length = video.shape[1]
+        pad = (-length) % step + step
+        video = torch.cat([video, video[:, -1:].expand(-1, pad, -1, -1, -1)], dim=1)
+        self.online(video_chunk=video, is_first_step=True, queries=query)
+        tracks = vis = None
+        for start in range(0, video.shape[1] - step, step):
+            tracks, vis = self.online(video_chunk=video[:, start:start + 2 * step])
+        return tracks, vis

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,7 @@ class VQVAE(nn.Module):
     def train_step(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss for one batch (reconstruction MSE + commitment); updates the codebook by EMA.
         Returns the loss and detached batch statistics (recon MSE, codes, latents)."""
-        z = self.latents(x)
+        z = self.latents(x).float()    # codebook statistics stay fp32 under autocast
         flat = z.reshape(-1, z.shape[-1])
         codes = self._vq_vae.nearest(flat.detach())
         q = self._vq_vae.lookup(codes).view_as(z)
@@ -145,7 +146,7 @@ class VQVAE(nn.Module):
         commit = F.mse_loss(z, q.detach())
         q_st = z + (q - z).detach()        # straight-through gradient to the encoder
         recon = self._decode_vectors(q_st)
-        recon_mse = F.mse_loss(recon, x)
+        recon_mse = F.mse_loss(recon.float(), x)
         loss = recon_mse + self.commitment * commit
         return loss, {"recon_mse": recon_mse.detach(), "codes": codes, "latents": flat.detach()}
 
@@ -190,9 +191,13 @@ def load_vqvae(path: str | None, device: str | torch.device = "cpu") -> VQVAE:
     return model.to(device).eval()
 
 
-def save_vqvae(model: VQVAE, path: str | Path) -> None:
-    """Save in the layout `load_vqvae` (and MolmoAct) reads."""
-    torch.save({"weights": model.state_dict()}, path)
+def save_vqvae(model: VQVAE, path: str | Path, **extra: object) -> None:
+    """Save in the layout `load_vqvae` (and MolmoAct) reads, plus `extra` entries (training
+    state), atomically so that an interrupted save never leaves a truncated checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"weights": model.state_dict(), **extra}, tmp)
+    os.replace(tmp, path)
 
 
 def pil_bilinear_weights(in_size: int, out_size: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from transforms.validate import ValidateStage
 log = logging.getLogger(__name__)
 
 # Optional stages in graph order: name → module exposing add_build_arguments / stage_from_args.
-STAGE_MODULES = {}  # TEMP
+STAGE_MODULES = {"depth": "transforms.depth", "trace": "transforms.trace"}
 
 
 class BuildError(ValueError):

@@ -9,7 +9,8 @@ import sys
 
 import pipeline
 
-COMMANDS = ("pipeline.build", "pipeline.inspect_output")  # TEMP
+COMMANDS = ("pipeline.build", "pipeline.inspect_output", "pipeline.demo", "pipeline.preview",
+            "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # Beam, TF and absl are chatty at INFO
+        for name in ("apache_beam", "absl", "tensorflow"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.verbose:  # Beam, TF and absl are chatty at INFO
         for name in ("apache_beam", "absl", "tensorflow"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -60,7 +60,7 @@ class SyntheticEpisode:
     wrist_images: np.ndarray     # (T, H, W, 3) uint8, a zoom around the gripper
     depth: np.ndarray            # (T, H, W) float32 camera depth in metres
     state: np.ndarray            # (T, 7) float32: ee xyz, roll pitch yaw, gripper opening (1 open)
-    action: np.ndarray           # (T, 7) float32 canonical: next − current xyz/rpy, gripper 1 open
+    action: np.ndarray           # (T, 7) float32: next − current xyz/rpy, gripper 1 open
     intrinsics: np.ndarray       # (3, 3) float32
     extrinsics: np.ndarray       # (4, 4) float32 world→camera
     gripper_visible: np.ndarray  # (T,) bool: at least half of the gripper sprite is in view
@@ -128,7 +128,8 @@ def _motion(rng: np.random.Generator, block: _Block, place_xy: np.ndarray, num_s
     durations = rng.uniform(0.7, 1.5, len(points) - 1)
     durations[[2, 6]] = 0.35                                # close / open in place
     durations[rng.choice([0, 4, 7])] *= 0.45                # one fast move
-    arcs = rng.uniform(-0.03, 0.03, len(points) - 1) * np.isin(np.arange(len(points) - 1), [0, 4, 7])
+    transport = np.isin(np.arange(len(points) - 1), [0, 4, 7])
+    arcs = rng.uniform(-0.03, 0.03, len(points) - 1) * transport
     bounds = np.concatenate([[0.0], np.cumsum(durations)])
 
     times = np.linspace(0.0, bounds[-1], num_steps) if num_steps > 1 else np.zeros(num_steps)
@@ -288,7 +289,8 @@ class _Scene:
             lo, hi = max(left, 0), min(right + 1, self.width)
             if lo < hi:
                 ramp = np.linspace(0.7, 1.1, hi - lo)[None, :, None]
-                rgb[:, lo:hi] = np.clip(ramp * np.array([60.0, 72.0, 95.0]), 0, 255).astype(np.uint8)
+                bar = np.clip(ramp * np.array([60.0, 72.0, 95.0]), 0, 255)
+                rgb[:, lo:hi] = bar.astype(np.uint8)
                 depth[:, lo:hi] = OCCLUDER_DEPTH
             shown &= ~((cols >= left) & (cols <= right))
         visible = bool(shown[body].sum() >= 0.5 * body.sum())
@@ -469,7 +471,7 @@ def write_synthetic_rlds(root: str | Path, num_episodes: int = 8, num_steps: int
         if not 0 <= index < num_episodes:
             raise ValueError(f"fault for episode {index}, but there are {num_episodes} episodes")
     if num_steps < 2:
-        raise ValueError(f"num_steps must be >= 2 (use faults for shorter episodes), got {num_steps}")
+        raise ValueError(f"num_steps must be >= 2 (faults make shorter episodes), got {num_steps}")
     if not name.isidentifier() or name != name.lower():
         raise ValueError(f"name must be a lowercase identifier (a tfds dataset name), got {name!r}")
     root = Path(root)

@@ -50,6 +50,16 @@ def sensor_disparity(depth_m: torch.Tensor) -> tuple[torch.Tensor, list[tuple[st
     return disp, problems
 
 
+def frames_to_codes(depth_net: Any, vqvae: Any,
+                    frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, H, W, 3) uint8 frames on the device → 8-bit depth maps (B, H, W), codes (B, 100) and
+    whether the model's depth was finite (B,), all still on the device."""
+    depth = estimate_depth(depth_net, frames)
+    finite = torch.isfinite(depth).flatten(1).all(1)
+    maps = depth_to_u8(torch.nan_to_num(depth))
+    return maps, vqvae.encode(vqvae_input(maps)), finite
+
+
 class DepthStage(Stage):
     name = "depth"
 
@@ -128,15 +138,14 @@ class DepthStage(Stage):
                        problems: dict[int, str]) -> None:
         x = torch.from_numpy(batch).to(self._device)
         if self.source == "model":
-            depth = estimate_depth(self._depth, x)
-            finite = torch.isfinite(depth).flatten(1).all(1).tolist()
+            maps, codes, finite = frames_to_codes(self._depth, self._vqvae, x)
             frame_problems = [None if ok else ("depth_not_finite", "depth model output is not "
-                                               "finite") for ok in finite]
-            depth = torch.nan_to_num(depth)
+                                               "finite") for ok in finite.tolist()]
         else:
-            depth, frame_problems = sensor_disparity(x)
-        maps = depth_to_u8(depth)
-        codes = self._vqvae.encode(vqvae_input(maps)).to(torch.uint8).cpu().numpy()
+            disparity, frame_problems = sensor_disparity(x)
+            maps = depth_to_u8(disparity)
+            codes = self._vqvae.encode(vqvae_input(maps))
+        codes = codes.to(torch.uint8).cpu().numpy()
         maps_np = maps.cpu().numpy() if self.store_depth else None
         for i, pos in enumerate(positions):
             if frame_problems[i] is not None:

@@ -7,6 +7,7 @@ state of one length per episode, and an instruction where the config requires on
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image
@@ -25,7 +26,9 @@ def image_size(data: bytes | None, what: str) -> tuple[int, int]:
             img.load()
             return img.size
     except Exception as exc:
-        raise ValueError(f"{what} cannot be decoded: {exc}") from exc
+        # PIL's messages may name a memory address; keep reasons identical across runs.
+        detail = re.sub(r"<[^>]* at 0x[0-9a-f]+>", "the data", str(exc))
+        raise ValueError(f"{what} cannot be decoded ({len(data)} bytes): {detail}") from exc
 
 
 def step_problem(step: Step, state_dim: int,

@@ -1,0 +1,254 @@
+"""`armdata train-vqvae`: train the SPEC §2 depth VQ-VAE on 8-bit depth maps.
+
+Maps are streamed from a built dataset (the `depth_png` column of `data/*.parquet`, one row group
+at a time, so the dataset never has to fit in memory) or from a directory of depth PNGs, in a new
+shuffled order every epoch. The codebook is trained by EMA (decay 0.99) with a commitment loss of
+0.25; codes unused over a window of batches are restarted from random encoder outputs. Each epoch
+reports reconstruction MSE/PSNR and codebook usage/perplexity, then writes `vqvae.pt` (the layout
+`--vqvae` and MolmoAct read) and `train_state.pt` (optimizer and epoch, for `--resume`).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import tqdm
+from PIL import Image
+
+from models.device import DEVICE_CHOICES, autocast, resolve_device
+from models.vqvae import NUM_CODES, VQVAE, load_vqvae, save_vqvae, vqvae_input
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(ValueError):
+    """Bad training input (no depth maps, unreadable source)."""
+
+
+@dataclass(frozen=True)
+class DepthSource:
+    """Where the maps are: Parquet row groups (file, index, rows) or PNG files."""
+    row_groups: tuple[tuple[Path, int, int], ...] = ()
+    pngs: tuple[Path, ...] = ()
+
+    @property
+    def num_maps(self) -> int:
+        return sum(n for _, _, n in self.row_groups) + len(self.pngs)
+
+
+def open_source(path: str | Path) -> DepthSource:
+    """A built dataset (`path/data/*.parquet` with a `depth_png` column) or a directory of PNGs."""
+    root = Path(path)
+    shards = sorted((root / "data").glob("*.parquet"))
+    if shards:
+        groups = []
+        for shard in shards:
+            meta = pq.ParquetFile(shard).metadata
+            names = meta.schema.names
+            if "depth_png" not in names:
+                raise TrainError(f"{shard} has no depth_png column: build with --store-depth")
+            col = names.index("depth_png")
+            for i in range(meta.num_row_groups):
+                rg = meta.row_group(i)
+                stats = rg.column(col).statistics
+                nulls = stats.null_count if stats is not None and stats.has_null_count else 0
+                groups.append((shard, i, rg.num_rows - nulls))
+        return DepthSource(row_groups=tuple(groups))
+    pngs = tuple(sorted(root.rglob("*.png"))) if root.is_dir() else ()
+    if not pngs:
+        raise TrainError(f"{root}: neither a built dataset (data/*.parquet) nor a directory of "
+                         f"depth PNGs")
+    return DepthSource(pngs=pngs)
+
+
+def decode_depth_png(data: bytes, what: str) -> np.ndarray:
+    """8-bit single-channel PNG → (H, W) uint8."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            mode, array = img.mode, np.asarray(img)
+    except Exception as exc:  # PIL raises several types for bad data
+        raise TrainError(f"{what}: cannot decode the depth PNG: {exc}") from exc
+    if mode != "L":
+        raise TrainError(f"{what}: expected an 8-bit single-channel depth map, got mode {mode}")
+    return array
+
+
+def iter_maps(source: DepthSource, seed: int) -> Iterator[np.ndarray]:
+    """Every map once, in an order shuffled by `seed` (row groups, then rows within each)."""
+    rng = np.random.default_rng(seed)
+    if source.row_groups:
+        for k in rng.permutation(len(source.row_groups)):
+            shard, index, _ = source.row_groups[k]
+            column = pq.ParquetFile(shard).read_row_group(index, columns=["depth_png"])[0]
+            values = [v for v in column.to_pylist() if v is not None]
+            for j in rng.permutation(len(values)):
+                yield decode_depth_png(values[j], f"{shard} row group {index}")
+    for k in rng.permutation(len(source.pngs)):
+        yield decode_depth_png(source.pngs[k].read_bytes(), str(source.pngs[k]))
+
+
+def batch_input(maps: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Maps of any sizes → (B, 1, 320, 320) model input, resized in one batch per size."""
+    by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for m in maps:
+        by_shape.setdefault(m.shape, []).append(m)
+    return torch.cat([vqvae_input(torch.from_numpy(np.stack(group)).to(device))
+                      for group in by_shape.values()])
+
+
+def iter_batches(source: DepthSource, seed: int, batch_size: int,
+                 device: torch.device) -> Iterator[torch.Tensor]:
+    maps: list[np.ndarray] = []
+    for m in iter_maps(source, seed):
+        maps.append(m)
+        if len(maps) == batch_size:
+            yield batch_input(maps, device)
+            maps = []
+    if maps:
+        yield batch_input(maps, device)
+
+
+def psnr(mse: float) -> float:
+    """Peak signal-to-noise ratio (dB) of maps in [0, 1]."""
+    return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
+
+
+def codebook_stats(counts: np.ndarray) -> tuple[float, float]:
+    """(fraction of codes used, perplexity exp(H)) of assignment counts."""
+    total = counts.sum()
+    if total == 0:
+        return 0.0, 0.0
+    p = counts[counts > 0] / total
+    return float((counts > 0).mean()), float(np.exp(-(p * np.log(p)).sum()))
+
+
+def train(args: argparse.Namespace) -> list[dict[str, float]]:
+    """Train, checkpointing every epoch; returns the metrics of the epochs run."""
+    device = resolve_device(args.device, "VQ-VAE training")
+    source = open_source(args.source)
+    if source.num_maps == 0:
+        raise TrainError(f"{args.source}: no depth maps (all depth_png values are null)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    model = VQVAE(decay=args.decay, commitment=args.commitment)
+    if args.init:
+        model.load_state_dict(load_vqvae(args.init, "cpu").state_dict())
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    start_epoch, fresh = 0, not args.init
+    state_path = out / "train_state.pt"
+    if args.resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["weights"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, fresh = int(state["epoch"]), False
+        log.info("resuming from %s after epoch %d", state_path, start_epoch)
+    elif args.resume:
+        log.warning("--resume: %s does not exist, starting from scratch", state_path)
+    history = []
+    window = torch.zeros(NUM_CODES, dtype=torch.long, device=device)
+    steps_in_window = 0
+    for epoch in range(start_epoch, args.epochs):
+        counts = torch.zeros(NUM_CODES, dtype=torch.long, device=device)
+        sq_err, n_maps, restarted = 0.0, 0, 0
+        batches = iter_batches(source, args.seed + epoch, args.batch_size, device)
+        bar = tqdm.tqdm(batches, total=math.ceil(source.num_maps / args.batch_size),
+                        desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch")
+        for x in bar:
+            if fresh:
+                # Start the output at the data mean: the deep ReLU decoder would otherwise take
+                # hundreds of steps just to lift its output from ~0 to the maps' level.
+                with torch.no_grad():
+                    model.decoder[-1].bias.fill_(float(x.mean()))
+            with autocast(device):
+                loss, info = model.train_step(x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+            optimizer.step()
+            used = torch.bincount(info["codes"], minlength=NUM_CODES)
+            counts += used
+            window += used
+            steps_in_window += 1
+            if fresh:   # first batch of a new model: seed the whole codebook from data
+                model._vq_vae.restart(torch.ones(NUM_CODES, dtype=torch.bool, device=device),
+                                      info["latents"])
+                fresh = False
+            elif steps_in_window >= args.restart_every:
+                dead = window == 0
+                restarted += int(dead.sum())
+                model._vq_vae.restart(dead, info["latents"])
+                window.zero_()
+                steps_in_window = 0
+            sq_err += float(info["recon_mse"]) * len(x)
+            n_maps += len(x)
+            bar.set_postfix(mse=f"{sq_err / n_maps:.5f}")
+        mse = sq_err / n_maps
+        usage, perplexity = codebook_stats(counts.cpu().numpy())
+        metrics = {"epoch": epoch + 1, "maps": n_maps, "recon_mse": mse, "psnr_db": psnr(mse),
+                   "codebook_usage": usage, "perplexity": perplexity, "restarted_codes": restarted}
+        history.append(metrics)
+        log.info("epoch %d: recon MSE %.6f, PSNR %.2f dB, codebook usage %.1f%%, perplexity %.1f, "
+                 "%d codes restarted", epoch + 1, mse, metrics["psnr_db"], 100 * usage,
+                 perplexity, restarted)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        save_vqvae(model, out / "vqvae.pt")
+        save_vqvae(model, state_path, optimizer=optimizer.state_dict(), epoch=epoch + 1)
+    return history
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-vqvae", help="train the depth VQ-VAE on depth maps",
+        description="Train the SPEC §2 depth VQ-VAE on 8-bit depth maps from a built dataset "
+                    "(depth_png column; build with --store-depth) or a directory of PNGs. "
+                    "Writes OUT/vqvae.pt (load it with --vqvae), OUT/train_state.pt and "
+                    "OUT/metrics.jsonl.")
+    p.add_argument("source", help="built dataset directory (data/*.parquet) or directory of PNGs")
+    p.add_argument("--out", required=True, help="directory for checkpoints and metrics")
+    p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
+    p.add_argument("--batch-size", type=int, default=32, help="maps per batch (default 32)")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    p.add_argument("--decay", type=float, default=0.99, help="codebook EMA decay (default 0.99)")
+    p.add_argument("--commitment", type=float, default=0.25,
+                   help="commitment loss weight (default 0.25)")
+    p.add_argument("--clip-grad", type=float, default=1.0,
+                   help="clip the gradient norm to this (default 1.0)")
+    p.add_argument("--restart-every", type=int, default=100,
+                   help="restart codes unused over this many batches (default 100)")
+    p.add_argument("--init", help="start from this checkpoint (e.g. MolmoAct's vae-final.pt)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/train_state.pt after its last finished epoch")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("epochs", "batch_size", "restart_every"):
+        if getattr(args, name) < 1:
+            print(f"armdata train-vqvae: error: --{name.replace('_', '-')} must be ≥ 1",
+                  file=sys.stderr)
+            return 2
+    try:
+        history = train(args)
+    except (TrainError, FileNotFoundError, RuntimeError) as exc:
+        print(f"armdata train-vqvae: error: {exc}", file=sys.stderr)
+        return 2
+    for m in history:
+        print(json.dumps(m))
+    print(f"checkpoint: {Path(args.out) / 'vqvae.pt'}")
+    return 0

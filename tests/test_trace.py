@@ -1,0 +1,175 @@
+"""Trace math (SPEC §3) and the trace stage on generated episodes."""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pipeline.config import ArmConfig, CameraConfig, ConfigError, parse_config
+from schemas.output import episode_table
+from tests.synthetic_video import make_video, video_episode
+from transforms.trace import TraceStage, add_build_arguments, episode_traces, normalize_point, \
+    stage_from_args, trace_error, trace_indices
+
+
+# --- subsample rule ---------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=60), st.data())
+def test_trace_indices_properties(valid, data):
+    valid_steps = [i for i, v in enumerate(valid) if v]
+    i = data.draw(st.integers(0, len(valid) - 1))
+    picked = trace_indices(valid_steps, i)
+    future = [j for j in valid_steps if j >= i]
+    if future:
+        assert 1 <= len(picked) <= 5
+        assert picked == sorted(set(picked)) and set(picked) <= set(future)
+        assert picked[0] == future[0] and picked[-1] == future[-1]   # starts now, ends at the end
+        if len(future) <= 5:
+            assert picked == future
+        else:
+            assert len(picked) == 5
+    elif any(j < i for j in valid_steps):
+        assert picked == [max(j for j in valid_steps if j < i)]      # fallback: last valid before
+    else:
+        assert picked == []
+
+
+def test_trace_indices_linspace_example():
+    # 10 future points: linspace(0, 9, 5) = 0, 2.25, 4.5, 6.75, 9 → 0, 2, 4, 6, 9
+    assert trace_indices(list(range(3, 13)), 3) == [3, 5, 7, 9, 12]
+    assert trace_indices([0, 1, 2], 5) == [2]
+
+
+# --- normalization ----------------------------------------------------------------------------
+
+def test_normalize_identity_for_256_images():
+    for x in (0, 17, 128, 255):
+        assert normalize_point(x, x, 256, 256) == [x, x]
+
+
+@pytest.mark.parametrize("x,y,w,h,expected", [
+    (160, 128, 320, 256, [128, 128]),     # fractal: 320 wide
+    (319, 255, 320, 256, [255, 255]),     # round(255.2) and the edge
+    (639.0, 479.0, 640, 480, [255, 255]),  # min(255, 256 * 639 / 640 = 255.6 → 256)
+    (106.5, 85.5, 213, 171, [128, 128]),  # bc_z 213x171, half-way
+    (10.0, 3.0, 64, 64, [40, 12]),
+    (-0.4, -0.2, 64, 64, [0, 0]),          # half a pixel outside rounds to 0, never negative
+])
+def test_normalize_non_256(x, y, w, h, expected):
+    assert normalize_point(x, y, w, h) == expected
+
+
+def test_episode_traces_uses_visible_only_and_none_without_any():
+    xy = np.array([[0, 0], [64, 64], [128, 0], [200, 100]], float)
+    traces = episode_traces(xy, np.array([False, True, False, True]), 256, 256)
+    assert traces == [[[64, 64], [200, 100]], [[64, 64], [200, 100]], [[200, 100]], [[200, 100]]]
+    assert episode_traces(xy, np.zeros(4, bool), 256, 256) is None
+
+
+def test_trace_error():
+    gt = np.array([[0, 0], [10, 10], [20, 20]], float)
+    est = np.array([[3, 4], [10, 10], [np.nan, np.nan]])
+    err = trace_error(est, gt, np.array([True, True, False]))
+    assert err["mean_px"] == pytest.approx(2.5) and err["max_px"] == pytest.approx(5)
+    assert err["frames_measured"] == 2 and err["missing"] == 0
+    assert trace_error(est, gt, np.ones(3, bool))["missing"] == 1
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+CAMERA = CameraConfig("episode_metadata/camera_intrinsics", "episode_metadata/camera_extrinsics")
+
+
+def _run(stage, episode):
+    stage.setup()
+    out, rejections = stage.process(episode)
+    assert rejections == []
+    return out
+
+
+@pytest.mark.parametrize("tracker", ["lk", "none"])
+def test_projection_stage_matches_ground_truth(tracker):
+    video = make_video(3, num_frames=30)
+    episode, _, _ = video_episode(video)
+    stage = TraceStage(localizer="projection", tracker=tracker, camera=CAMERA)
+    out = _run(pickle.loads(pickle.dumps(stage)), episode)
+    xy = np.array([s.gripper_xy if s.gripper_xy is not None else (np.nan, np.nan)
+                   for s in out.steps])
+    visible = np.array([s.gripper_visible for s in out.steps])
+    err = trace_error(xy, video.xy, video.visible & visible)
+    assert err["mean_px"] < 0.5
+    first = out.steps[0]
+    assert 1 <= len(first.trace) <= 5 and all(0 <= v <= 255 for p in first.trace for v in p)
+    assert first.arm_traces is None
+    assert stage.counters["trace_steps"] == 0     # the pickled copy counted, not the original
+    table = episode_table(out)
+    assert table.column("trace_text")[0].as_py().startswith("[[")
+    assert table.column("gripper_xy")[0].as_py() == pytest.approx(list(first.gripper_xy))
+
+
+def test_bimanual_stage_fills_arm_traces():
+    video = make_video(4, num_frames=12)
+    episode, _, _ = video_episode(video)
+    for step in episode.steps:   # right arm: the same path, state copied at indices 3..5
+        step.state = np.r_[step.state[:3], step.state[:3], 0.0].astype(np.float32)
+    arms = (ArmConfig("left", (0, 1, 2)), ArmConfig("right", (3, 4, 5)))
+    stage = TraceStage(localizer="projection", tracker="none", camera=CAMERA, arms=arms)
+    out = _run(stage, episode)
+    step = out.steps[0]
+    assert [a["arm"] for a in step.arm_traces] == ["left", "right"]
+    assert step.trace == step.arm_traces[0]["trace"] == step.arm_traces[1]["trace"]
+    assert json.loads(episode_table(out).column("arm_traces")[0].as_py())[1]["arm"] == "right"
+
+
+def test_nothing_found_gives_null_traces_and_counts():
+    video = make_video(5, num_frames=8)
+    episode, _, _ = video_episode(video)
+    for step in episode.steps:   # behind the camera: projection finds nothing
+        step.state = np.r_[0.5, -5.0, 5.0, np.zeros(4)].astype(np.float32)
+    stage = TraceStage(localizer="projection", tracker="lk", camera=CAMERA)
+    out = _run(stage, episode)
+    assert len(out.steps) == 8 and all(s.trace is None and s.gripper_visible is False
+                                       for s in out.steps)
+    assert stage.counters["trace_nothing_found"] == 1
+
+
+def test_missing_calibration_is_counted_not_fatal():
+    episode, _, _ = video_episode(make_video(6, num_frames=6), camera_in_metadata=False)
+    stage = TraceStage(localizer="projection", tracker="lk", camera=CAMERA)
+    out = _run(stage, episode)
+    assert all(s.trace is None for s in out.steps)
+    assert stage.counters["trace_localizer_error"] == 1
+
+
+def test_manual_localizer_stage(tmp_path):
+    video = make_video(7, num_frames=10)
+    episode, _, _ = video_episode(video, episode_id="ep7")
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps({"ep7": {"2": video.xy[2].tolist(), "6": video.xy[6].tolist()}}))
+    out = _run(TraceStage(localizer="manual", tracker="none", manual_points=str(points)), episode)
+    assert [s.gripper_visible for s in out.steps] == [i in (2, 6) for i in range(10)]
+    assert out.steps[0].trace == out.steps[2].trace and len(out.steps[0].trace) == 2
+    assert out.steps[9].trace == [normalize_point(*video.xy[6], 256, 256)]   # fallback
+
+
+def test_stage_from_args_and_errors():
+    parser = argparse.ArgumentParser()
+    add_build_arguments(parser)
+    config = parse_config({"name": "demo", "standardize": "identity", "image_key": "image",
+                           "require_instruction": False,
+                           "camera": {"intrinsics": "episode_metadata/k",
+                                      "extrinsics": "episode_metadata/t"}})
+    stage = stage_from_args(parser.parse_args([]), config)
+    assert (stage.localizer_name, stage.tracker_name) == ("projection", "lk")
+    no_camera = parse_config({"name": "demo", "standardize": "identity", "image_key": "image",
+                              "require_instruction": False})
+    with pytest.raises(ConfigError, match="camera"):
+        stage_from_args(parser.parse_args(["--localizer", "projection"]), no_camera)
+    assert stage_from_args(parser.parse_args([]), no_camera).localizer_name == "pointing"
+    with pytest.raises(ConfigError, match="manual-points"):
+        stage_from_args(parser.parse_args(["--localizer", "manual"]), no_camera)

@@ -1,0 +1,77 @@
+"""`armdata track` on generated videos: accuracy, backwards tracking, inputs and errors."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import track
+from tests.synthetic_video import make_video, write_frames, write_video
+from transforms.trace import trace_error
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="armdata")
+    track.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def _clean_frame(video, t):
+    while video.occluded_near[t]:
+        t += 1
+    return t
+
+
+@pytest.mark.parametrize("seed,start,as_video", [(21, 0, False), (22, 25, False), (23, 0, True)])
+def test_track_json_accuracy(tmp_path, capsys, seed, start, as_video):
+    video = make_video(seed, num_frames=50)
+    if as_video:
+        path = write_video(video, tmp_path / "v.avi")
+    else:
+        path = write_frames(video, tmp_path / "f")
+    t = _clean_frame(video, start)
+    x, y = video.xy[t]
+    assert _main(["track", str(path), "--point", f"{x},{y}", "--frame", str(t), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["tracks"]) == len(out["visible"]) == 50
+    err = trace_error(np.array(out["tracks"]), video.xy, video.visible)
+    assert err["mean_px"] <= 1.5, err
+    assert np.mean(out["visible"]) >= 0.9
+
+
+def test_track_table_output(tmp_path, capsys):
+    video = make_video(24, num_frames=5, occlusions=0)
+    path = write_frames(video, tmp_path / "f")
+    assert _main(["track", str(path), "--point", "{},{}".format(*video.xy[0])]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and lines[0].split("\t")[3] == "visible"
+
+
+@pytest.mark.parametrize("argv_tail,message", [
+    (["--point", "400,10"], "outside the 256x256 image"),
+    (["--point", "10,10", "--frame", "7"], "outside the video"),
+    ([], "give the point with --point"),
+])
+def test_track_errors(tmp_path, capsys, argv_tail, message):
+    path = write_frames(make_video(0, num_frames=3), tmp_path / "f")
+    assert _main(["track", str(path)] + argv_tail) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_track_empty_inputs(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _main(["track", str(tmp_path / "empty"), "--point", "1,1"]) == 2
+    assert "no frames" in capsys.readouterr().err
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert _main(["track", str(tmp_path / "broken.mp4"), "--point", "1,1"]) == 2
+    assert "no frames" in capsys.readouterr().err
+    assert _main(["track", str(tmp_path / "missing"), "--point", "1,1"]) == 2
+    assert "neither" in capsys.readouterr().err
+
+
+def test_bad_point_syntax(tmp_path):
+    with pytest.raises(SystemExit):
+        _main(["track", str(tmp_path), "--point", "12"])
