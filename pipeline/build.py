@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import logging
 import os
 import threading
@@ -14,6 +15,7 @@ import tqdm
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
 
 import pipeline
 from pipeline import storage
@@ -173,13 +175,16 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
              ready["plan"].builder_name, args.output, staging)
     try:
         options = beam_options(beam_args or [])
-        with progress(staging, ready["plan"].num_episodes), \
-                beam.Pipeline(runner=make_runner(options), options=options) as p:
-            build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
-                        ready["stats"], args.num_shards, args.min_shards, ready["manifest"])
+        p = beam.Pipeline(runner=make_runner(options), options=options)
+        build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
+                    ready["stats"], args.num_shards, args.min_shards, ready["manifest"])
+        with progress(staging, ready["plan"].num_episodes):
+            result = p.run()
+            state = result.wait_until_finish()
+        if state != PipelineState.DONE:
+            raise RuntimeError(f"the Beam job ended in state {state}")
         storage.delete_tree(storage.join(staging, "_tmp"))
-        if not storage.exists(storage.join(staging, "manifest.json")):
-            raise RuntimeError("the job finished without writing manifest.json")
+        add_counters(staging, result)
         storage.publish(staging, args.output)
     except BaseException:
         log.error("build failed; nothing was published to %s", args.output)
@@ -187,6 +192,25 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
         raise
     log.info("published %s", args.output)
     return 0
+
+
+def stage_counters(result: Any) -> dict[str, int]:
+    """The stages' counters (e.g. why traces are null), summed over the graph's steps."""
+    totals: dict[str, int] = {}
+    for counter in result.metrics().query()["counters"]:
+        key = f"{counter.key.metric.namespace}/{counter.key.metric.name}"
+        totals[key] = totals.get(key, 0) + int(counter.committed or 0)
+    return dict(sorted(totals.items()))
+
+
+def add_counters(staging: str, result: Any) -> None:
+    """Put the job's counters into the finished manifest (written by the job's last step)."""
+    path = storage.join(staging, "manifest.json")
+    if not storage.exists(path):
+        raise RuntimeError("the job finished without writing manifest.json")
+    manifest = json.loads(storage.read_bytes(path))
+    manifest["counters"] = stage_counters(result)
+    storage.write_bytes(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
 ARG_ERRORS = (BuildError, ConfigError, SourceError)

@@ -86,7 +86,8 @@ def report(output: str, rows: int, verify: bool) -> dict[str, Any]:
                 storage.join(output, manifest["shards"][0]["path"])))] if manifest["shards"] else [],
             "statistics": entry, "rows_checked": checked, "round_trip_mismatches": mismatched,
             "max_decode_error_within_q01_q99": max_decode_err, "samples": samples,
-            "rejected_by_stage": manifest["rejected"]["by_stage"]}
+            "rejected_by_stage": manifest["rejected"]["by_stage"],
+            "counters": manifest.get("counters", {})}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +109,8 @@ def print_report(rep: dict[str, Any]) -> None:
           f"   ({'consistent' if rep['consistent'] else 'INCONSISTENT'})")
     for stage, n in rep["rejected_by_stage"].items():
         print(f"  rejected at {stage}: {n['records']} records, {n['steps']} steps")
+    if rep["counters"]:
+        print("counters: " + ", ".join(f"{k}={v}" for k, v in rep["counters"].items()))
     print("columns: " + ", ".join(rep["columns"]))
     if rep["statistics"]:
         a = rep["statistics"]["action"]

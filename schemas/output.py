@@ -44,7 +44,7 @@ SCHEMA = pa.schema([
     ("gripper_visible", pa.bool_()),
     ("trace", pa.list_(_i16_list)),
     ("trace_text", pa.string()),
-    ("arm_traces", pa.string()),      # bimanual only: JSON {arm: {gripper_xy, gripper_visible, trace}}
+    ("arm_traces", pa.string()),      # bimanual only: JSON [{arm, gripper_xy, gripper_visible, trace}]
     ("reasoning", pa.string()),
     ("episode_metadata", pa.string()),  # JSON of the source's episode metadata, passed through
 ])
