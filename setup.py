@@ -18,9 +18,9 @@ setup(
     packages=["pipeline", "transforms", "schemas", "configs", "models"],
     package_data={"configs": ["*.yaml"]},
     install_requires=[
-        "apache-beam>=2.65",
-        "tensorflow-cpu>=2.16",
-        "tensorflow-datasets>=4.9.4",
+        "apache-beam>=2.65,<3",
+        "tensorflow-cpu>=2.16,<2.22",
+        "tensorflow-datasets>=4.9.4,<4.10",
         "importlib_resources",          # the tfds dataset writer needs it
         "torch>=2.2",                   # install the CPU build first where there is no GPU
         "transformers>=4.45",

@@ -3,14 +3,16 @@ seed.
 
 Every tracker has `track(frames, t0, xy0, reseed=None) -> (xy (T, 2), visible (T,))`: `frames` is
 (T, H, W, 3) uint8 RGB, the point is `xy0` (pixels, pixel centres at integer coordinates) at frame
-`t0`; `reseed(t)` is an optional localizer for frame t (pixels or None) used when the point is lost.
-`xy` is the best estimate on every frame (NaN where there is none); `visible` says whether to
-trust it.
+`t0`; `reseed(t)` is an optional localizer for frame t (pixels or None), asked where the tracker is
+unsure. `xy` is the best estimate on every frame (NaN where there is none; where the point is not
+seen: the localizer's answer, else a short extrapolation of the last motion); `visible` says
+whether the point is seen there.
 
 - `LKTracker`: OpenCV pyramidal Lucas–Kanade, frame to frame with a forward–backward check, each
-  result refined against the seed's appearance (anchoring removes drift), occlusion detected by
-  normalized cross-correlation with the seed template, and re-acquisition by template search
-  (or the localizer) once the point is lost.
+  result refined against the latest confirmed appearance (anchoring limits drift) and judged by
+  normalized cross-correlation with it. Where that is doubtful the localizer decides the
+  position and appearance only whether the gripper is seen there (its appearance is then
+  re-anchored: grippers turn and open); without a localizer, a template search re-acquires it.
 - `CoTrackerTracker`: CoTracker3 from torch.hub (offline up to a clip length, online beyond).
 """
 from __future__ import annotations
@@ -51,11 +53,16 @@ class LKParams:
     # Template correlation (NCC): a clean view of the same patch scores ~0.95+, textured
     # background can reach ~0.8 by chance, an occluder far less.
     visible_ncc: float = 0.7    # below this the point counts as occluded
-    confident_ncc: float = 0.9  # below this the LK result is double-checked by template search
+    confident_ncc: float = 0.9  # below this the LK result is double-checked (localizer/search)
     reacquire_ncc: float = 0.85  # needed to pick the point up again by search
     min_margin: float = 0.1     # ... and by this much above the best match elsewhere
     search_radius: int = 24     # template search radius (px); grows with each doubtful frame
-    reanchor_after: int = 5     # frames the localizer must keep finding a point we cannot match
+    agree_px: float = 4.0       # tracker and localizer this close agree
+    # Next to the localizer's point the question is only "seen or hidden": a turned or opened
+    # gripper still scores ~0.4+ against its last view, an occluder mostly less, and a plain
+    # one (low contrast) would match itself, so it must keep a share of the gripper's contrast.
+    seen_ncc: float = 0.3
+    min_contrast: float = 0.25
 
 
 class _Anchor:
@@ -161,39 +168,47 @@ class LKTracker:
         out[0], visible[0] = xy0, True
         pos, velocity = xy0.copy(), np.zeros(2, np.float32)
         sure_pos, sure_k = pos, 0        # last confident position feeds the motion model
-        lost = doubtful = localized = 0  # consecutive frames lost / unconfident / localizer-only
+        lost = doubtful = 0              # consecutive frames lost / unconfident
+        trusted = True                   # the tracker agreed with the localizer when last asked
         for k in range(1, len(gray)):
             found, estimate, score = None, None, -1.0
-            hint = reseed(k) if reseed is not None and lost else None
+            guess = pos + velocity * min(lost + 1, 3)
             if lost == 0:
-                guess = pos + velocity
                 cand, fb = _lk(gray[k - 1], gray[k], pos, guess, p.win_size, p.max_level)
                 if fb <= p.fb_threshold:   # continuity: a plain view of the template is enough
-                    estimate = cand = self._refine(gray[k], anchor, cand)
+                    cand = self._refine(gray[k], anchor, cand)
                     score = _ncc(gray[k], cand, anchor.template)
                     found = cand if score >= p.visible_ncc else None
-                if score < p.confident_ncc:
-                    # fast move, occlusion or a wrong lock: search around the prediction
+            # the localizer is asked when the tracker is unsure, and until the tracker agrees
+            # with it again after a correction (the appearance it follows may be off)
+            ask = reseed is not None and (score < p.confident_ncc or not trusted)
+            hint = reseed(k) if ask else None
+            if hint is not None:
+                # The localizer settles where the gripper is; the tracker's own result stands
+                # where the two agree (it is free of the localizer's noise). Appearance only
+                # says whether the gripper is seen there.
+                hint = np.float32(hint)
+                trusted = found is not None and np.linalg.norm(found - hint) <= p.agree_px
+                estimate = found if trusted else hint
+                recent = cv2.getRectSubPix(gray[k - 1], anchor.template.shape[::-1],
+                                           tuple(map(float, out[k - 1])))
+                score, whole = self._seen(gray[k], estimate, anchor.template, recent)
+                found = estimate if score >= (p.seen_ncc if whole else p.confident_ncc) else None
+                if found is not None and whole:
+                    anchor = _Anchor(gray[k], found, p.win_size)   # its appearance now
+            elif score < p.confident_ncc:
+                # fast move, occlusion or a wrong lock: search around the prediction
+                if lost == 0:
                     radii = (p.search_radius * (1 + doubtful), 4 * p.search_radius)
-                    found, score = self._reacquire(gray[k], anchor, guess, radii, found, score)
-            else:
-                centre = pos + velocity * min(lost, 3) if hint is None else np.float32(hint)
-                radius = p.search_radius * (1 + lost) if hint is None else p.search_radius
-                found, score = self._reacquire(gray[k], anchor, centre, (radius,), None, -1.0)
-                if found is None and hint is not None:
-                    localized += 1
-                    estimate = np.float32(hint)
-                    if localized >= p.reanchor_after and _inside(hint, width, height):
-                        # the localizer keeps finding a gripper that no longer looks like the
-                        # template (it turned, opened): trust it and take its new appearance
-                        found, score = estimate, 1.0
-                        anchor = _Anchor(gray[k], found, p.win_size)
+                else:
+                    radii = (p.search_radius * (1 + lost),)
+                found, score = self._reacquire(gray[k], anchor, guess, radii, found, score)
             if found is not None and _inside(found, width, height):
                 if score >= p.confident_ncc:
                     velocity = (found - sure_pos) / (k - sure_k)
                     sure_pos, sure_k = found, k
                 doubtful = 0 if score >= p.confident_ncc else doubtful + 1
-                pos, lost, localized = found, 0, 0
+                pos, lost = found, 0
                 out[k], visible[k] = found, True
             else:
                 lost += 1
@@ -201,6 +216,24 @@ class LKTracker:
                     estimate = pos + velocity * min(lost, 3)
                 out[k] = np.clip(estimate, 0, [width - 1, height - 1])
         return out, visible
+
+    def _seen(self, gray: np.ndarray, xy: np.ndarray, template: np.ndarray,
+              recent: np.ndarray) -> tuple[float, bool]:
+        """How well the gripper is seen near `xy` (where the localizer puts it) → (score, whether
+        whole). Whole: the best match of its last seen appearance `template` or of the previous
+        frame's view there (`recent`: it changed while hidden or unrecognised), meant to be read
+        loosely (it turns, opens, carries things). Else the best match of one half of the
+        template (the rest hidden), meant to be read strictly. A patch much plainer than the
+        gripper scores -1: a plain occluder moving along with it would match itself."""
+        p = self.params
+        patch = cv2.getRectSubPix(gray, template.shape[::-1], tuple(map(float, xy)))
+        if patch.std() < p.min_contrast * template.std():
+            return -1.0, False
+        radius = int(round(p.agree_px))
+        score = max(_search(gray, template, xy, radius)[1], _search(gray, recent, xy, radius)[1])
+        if score >= p.seen_ncc:
+            return score, True
+        return _search(gray, template, xy, radius, partial=True)[1], False
 
     def _reacquire(self, gray: np.ndarray, anchor: _Anchor, centre: np.ndarray,
                    radii: tuple[int, ...], found: np.ndarray | None, score: float

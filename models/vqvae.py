@@ -85,16 +85,29 @@ class EMACodebook(nn.Module):
         self._embedding.copy_(self._ema_w / size.unsqueeze(1))
 
     @torch.no_grad()
-    def restart(self, dead: torch.Tensor, samples: torch.Tensor) -> None:
-        """Re-seed the codes flagged in `dead` (bool, num_codes) with random encoder outputs so that
-        they get assigned again; their EMA statistics start from one assignment."""
+    def restart(self, dead: torch.Tensor, samples: torch.Tensor) -> int:
+        """Re-seed the codes flagged in `dead` (bool, num_codes) with encoder outputs picked
+        k-means++-style (each pick ∝ squared distance to the nearest live or already picked code),
+        so that they land where the codebook represents the data worst and get assigned again;
+        their EMA statistics start from one assignment. All codes dead = k-means++ seeding.
+        Returns the number of codes restarted."""
         idx = dead.nonzero().squeeze(1)
         if len(idx) == 0 or len(samples) == 0:
-            return
-        pick = samples[torch.randint(len(samples), (len(idx),), device=samples.device)]
-        self._embedding[idx] = pick
-        self._ema_w[idx] = pick
+            return 0
+        samples = samples.float()
+        live = self._embedding[~dead].float()
+        nearest_sq = (torch.cdist(samples, live).pow(2).min(1).values if len(live)
+                      else torch.full((len(samples),), math.inf, device=samples.device))
+        for i in idx.tolist():
+            # Uniform when nothing is covered yet (first pick) or everything already is.
+            weights = nearest_sq if torch.isfinite(nearest_sq).all() and nearest_sq.sum() > 0 \
+                else torch.ones_like(nearest_sq)
+            pick = samples[torch.multinomial(weights, 1)[0]]
+            self._embedding[i] = pick
+            nearest_sq = torch.minimum(nearest_sq, (samples - pick).pow(2).sum(1))
+        self._ema_w[idx] = self._embedding[idx]
         self._ema_cluster_size[idx] = 1.0
+        return len(idx)
 
 
 class VQVAE(nn.Module):

@@ -2,10 +2,14 @@
 
 Maps are streamed from a built dataset (the `depth_png` column of `data/*.parquet`, one row group
 at a time, so the dataset never has to fit in memory) or from a directory of depth PNGs, in a new
-shuffled order every epoch. The codebook is trained by EMA (decay 0.99) with a commitment loss of
-0.25; codes unused over a window of batches are restarted from random encoder outputs. Each epoch
-reports reconstruction MSE/PSNR and codebook usage/perplexity, then writes `vqvae.pt` (the layout
-`--vqvae` and MolmoAct read) and `train_state.pt` (optimizer and epoch, for `--resume`).
+shuffled order every epoch; when the preprocessed maps fit in `--cache-mb` they are decoded once
+and kept in memory. The codebook is trained by EMA (decay 0.99) with a commitment loss of 0.25. A
+fresh codebook is seeded k-means++-style from the encoder outputs of the first batch, and dead codes
+(unassigned since the last check, or with an EMA assignment count below `--dead-threshold`) are
+re-seeded from the current batch every `--restart-every` batches and at each epoch end, so that the
+codebook cannot collapse onto a few codes whatever the dataset size. Each epoch reports
+reconstruction MSE/PSNR and codebook usage/perplexity, then writes `vqvae.pt` (the layout `--vqvae`
+and MolmoAct read) and `train_state.pt` (optimizer and epoch, for `--resume`).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import tqdm
 from PIL import Image
 
 from models.device import DEVICE_CHOICES, autocast, resolve_device
-from models.vqvae import NUM_CODES, VQVAE, load_vqvae, save_vqvae, vqvae_input
+from models.vqvae import IMAGE_SIZE, NUM_CODES, VQVAE, load_vqvae, save_vqvae, vqvae_input
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,30 @@ def iter_batches(source: DepthSource, seed: int, batch_size: int,
         yield batch_input(maps, device)
 
 
+class BatchStream:
+    """Model-input batches of every map once per epoch, shuffled by epoch. Streams from `source`,
+    or, when all preprocessed maps fit in `cache_bytes`, decodes and resizes them once and then
+    only reshuffles (decoding and the exact PIL resize cost about as much as a small model step)."""
+
+    def __init__(self, source: DepthSource, batch_size: int, device: torch.device,
+                 cache_bytes: int) -> None:
+        self.source, self.batch_size, self.device = source, batch_size, device
+        self.cached: torch.Tensor | None = None
+        if source.num_maps * IMAGE_SIZE * IMAGE_SIZE * 4 <= cache_bytes:
+            self.cached = torch.cat(list(iter_batches(source, 0, batch_size, device)))
+
+    def __len__(self) -> int:
+        return math.ceil(self.source.num_maps / self.batch_size)
+
+    def epoch(self, seed: int) -> Iterator[torch.Tensor]:
+        if self.cached is None:
+            yield from iter_batches(self.source, seed, self.batch_size, self.device)
+            return
+        order = torch.from_numpy(np.random.default_rng(seed).permutation(len(self.cached)))
+        for i in range(0, len(order), self.batch_size):
+            yield self.cached[order[i:i + self.batch_size].to(self.device)]
+
+
 def psnr(mse: float) -> float:
     """Peak signal-to-noise ratio (dB) of maps in [0, 1]."""
     return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
@@ -131,6 +159,13 @@ def codebook_stats(counts: np.ndarray) -> tuple[float, float]:
         return 0.0, 0.0
     p = counts[counts > 0] / total
     return float((counts > 0).mean()), float(np.exp(-(p * np.log(p)).sum()))
+
+
+def dead_codes(assigned: torch.Tensor, ema_cluster_size: torch.Tensor,
+               threshold: float) -> torch.Tensor:
+    """Codes to restart: none of the `assigned` counts since the last check, or an EMA
+    assignment count per batch below `threshold` (a code that only a stray latent visits)."""
+    return (assigned == 0) | (ema_cluster_size < threshold)
 
 
 def train(args: argparse.Namespace) -> list[dict[str, float]]:
@@ -146,32 +181,42 @@ def train(args: argparse.Namespace) -> list[dict[str, float]]:
     if args.init:
         model.load_state_dict(load_vqvae(args.init, "cpu").state_dict())
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    start_epoch, fresh = 0, not args.init
+    start_epoch, fresh, resume_state = 0, not args.init, None
     state_path = out / "train_state.pt"
     if args.resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["weights"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, fresh = int(state["epoch"]), False
+        resume_state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(resume_state["weights"])
+        start_epoch, fresh = int(resume_state["epoch"]), False
         log.info("resuming from %s after epoch %d", state_path, start_epoch)
     elif args.resume:
         log.warning("--resume: %s does not exist, starting from scratch", state_path)
+    # Same convolutions, but oneDNN runs them several times faster on NHWC than on NCHW.
+    model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+    stream = BatchStream(source, args.batch_size, device, args.cache_mb << 20)
+    book = model._vq_vae
     history = []
     window = torch.zeros(NUM_CODES, dtype=torch.long, device=device)
     steps_in_window = 0
     for epoch in range(start_epoch, args.epochs):
         counts = torch.zeros(NUM_CODES, dtype=torch.long, device=device)
         sq_err, n_maps, restarted = 0.0, 0, 0
-        batches = iter_batches(source, args.seed + epoch, args.batch_size, device)
-        bar = tqdm.tqdm(batches, total=math.ceil(source.num_maps / args.batch_size),
+        bar = tqdm.tqdm(stream.epoch(args.seed + epoch), total=len(stream),
                         desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch")
+        latents = torch.empty(0, device=device)
         for x in bar:
+            x = x.contiguous(memory_format=torch.channels_last)
             if fresh:
                 # Start the output at the data mean: the deep ReLU decoder would otherwise take
-                # hundreds of steps just to lift its output from ~0 to the maps' level.
+                # hundreds of steps just to lift its output from ~0 to the maps' level. Seed the
+                # whole codebook from this batch's encoder outputs, spread k-means++-style.
                 with torch.no_grad():
                     model.decoder[-1].bias.fill_(float(x.mean()))
+                    book.restart(torch.ones(NUM_CODES, dtype=torch.bool, device=device),
+                                 model.latents(x).reshape(-1, book._embedding.shape[1]))
+                fresh = False
             with autocast(device):
                 loss, info = model.train_step(x)
             optimizer.zero_grad(set_to_none=True)
@@ -182,19 +227,20 @@ def train(args: argparse.Namespace) -> list[dict[str, float]]:
             counts += used
             window += used
             steps_in_window += 1
-            if fresh:   # first batch of a new model: seed the whole codebook from data
-                model._vq_vae.restart(torch.ones(NUM_CODES, dtype=torch.bool, device=device),
-                                      info["latents"])
-                fresh = False
-            elif steps_in_window >= args.restart_every:
-                dead = window == 0
-                restarted += int(dead.sum())
-                model._vq_vae.restart(dead, info["latents"])
+            latents = info["latents"]
+            if steps_in_window >= args.restart_every:
+                restarted += book.restart(
+                    dead_codes(window, book._ema_cluster_size, args.dead_threshold), latents)
                 window.zero_()
                 steps_in_window = 0
             sq_err += float(info["recon_mse"]) * len(x)
             n_maps += len(x)
             bar.set_postfix(mse=f"{sq_err / n_maps:.5f}")
+        if steps_in_window:     # epochs shorter than --restart-every still get their check
+            restarted += book.restart(
+                dead_codes(window, book._ema_cluster_size, args.dead_threshold), latents)
+            window.zero_()
+            steps_in_window = 0
         mse = sq_err / n_maps
         usage, perplexity = codebook_stats(counts.cpu().numpy())
         metrics = {"epoch": epoch + 1, "maps": n_maps, "recon_mse": mse, "psnr_db": psnr(mse),
@@ -227,8 +273,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="commitment loss weight (default 0.25)")
     p.add_argument("--clip-grad", type=float, default=1.0,
                    help="clip the gradient norm to this (default 1.0)")
-    p.add_argument("--restart-every", type=int, default=100,
-                   help="restart codes unused over this many batches (default 100)")
+    p.add_argument("--restart-every", type=int, default=5,
+                   help="every this many batches (and at each epoch end), restart the codes "
+                        "unassigned since the last check or below --dead-threshold (default 5)")
+    p.add_argument("--dead-threshold", type=float, default=1.0,
+                   help="restart codes whose EMA count of assignments per batch fell below "
+                        "this (default 1.0)")
+    p.add_argument("--cache-mb", type=int, default=2048,
+                   help="keep the preprocessed maps in memory when they fit in this many MiB "
+                        "(4 bytes × 320 × 320 each), else stream them every epoch (default 2048)")
     p.add_argument("--init", help="start from this checkpoint (e.g. MolmoAct's vae-final.pt)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/train_state.pt after its last finished epoch")

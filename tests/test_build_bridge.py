@@ -180,3 +180,17 @@ def test_given_stats_file_is_used(built, bridge_dir, tmp_path):
     for row in rows:
         x = np.clip(np.float32(row["action"][:6]), -1, 1)
         np.testing.assert_allclose(row["action_normalized"][:6], x, atol=1e-6)
+
+
+def test_split_expression_and_renamed_folder(bridge_dir, tmp_path):
+    """Shard files are found through dataset_info.json's name, not the folder's."""
+    import shutil
+
+    renamed = tmp_path / "my_copy" / "1.0.0"
+    shutil.copytree(bridge_dir, renamed)
+    out = tmp_path / "split"
+    assert build("--config", "bridge_dataset", "--source", renamed, "--output", out,
+                 "--split", "train[:20%]") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["episodes_out"] == 5
+    assert manifest["source"]["builder_name"] == "bridge_dataset"

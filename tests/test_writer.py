@@ -1,0 +1,64 @@
+"""Pure pieces of the writer: shard assignment, shard count, table assembly, rejection order."""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+
+import numpy as np
+
+from pipeline.finalize import build_counts, counts_consistent
+from pipeline.writer import SHARD_BYTES, auto_num_shards, full_table, rejection_lines, \
+    shard_of, shard_path
+from schemas.episode import Episode, Rejection, Step, encode_jpeg
+from schemas.output import SCHEMA, episode_table
+
+
+def test_shard_of_is_a_stable_hash():
+    eid = "bridge_dataset/bridge_dataset-train.tfrecord-00000-of-00001__7"
+    expected = int.from_bytes(hashlib.sha256(eid.encode()).digest()[:8], "big") % 16
+    assert shard_of(eid, 16) == expected
+    counts = collections.Counter(shard_of(f"ds/ep__{i}", 8) for i in range(8000))
+    assert set(counts) == set(range(8)) and min(counts.values()) > 800
+
+
+def test_shard_path_and_count():
+    assert shard_path(3, 12) == "data/train-00003-of-00012.parquet"
+    assert auto_num_shards(0, 0, 1) == 1
+    assert auto_num_shards(10 * SHARD_BYTES + 1, 1000, 1) == 11
+    assert auto_num_shards(10, 1000, 32) == 32          # at least --min-shards
+    assert auto_num_shards(10 * SHARD_BYTES, 3, 32) == 3  # never more shards than episodes
+
+
+def episode(n: int = 3) -> Episode:
+    frame = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    steps = [Step(index=i + 1, image=frame, action=np.full(7, i / 10, np.float32),
+                  state=np.zeros(2, np.float32), instruction="go", image_width=8,
+                  image_height=8) for i in range(n)]
+    return Episode("ds", "ds/ep__0", n + 1, steps, {"file": "x"})
+
+
+def test_full_table_has_the_schema_and_action_columns():
+    stats = {"q01": [0.0] * 7, "q99": [0.1] * 7, "mask": [True] * 6 + [False]}
+    table = full_table(episode_table(episode()), stats)
+    assert table.schema == SCHEMA
+    rows = table.to_pylist()
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[0]["action_normalized"][0] == -1.0 and rows[2]["action_bins"][0] == 256
+    assert rows[0]["action_chunk_bins"][7] == rows[2]["action_bins"]
+    assert json.loads(rows[0]["episode_metadata"]) == {"file": "x"}
+    assert rows[0]["depth_codes"] is None and rows[0]["trace"] is None
+
+
+def test_rejections_are_ordered_and_counted():
+    recs = [Rejection("ds", "b", None, "validate", "no usable steps left", 0),
+            Rejection("ds", "b", 2, "validate", "bad", 1),
+            Rejection("ds", "a", 5, "depth", "bad", 1)]
+    lines = [json.loads(x) for x in rejection_lines(recs).splitlines()]
+    assert [(r["episode_id"], r["step"]) for r in lines] == [("a", 5), ("b", None), ("b", 2)]
+    counts = build_counts({"episodes_in": 3, "steps_source": 10, "steps_dropped_by_config": 2},
+                          [{"episodes": 2, "rows": 6}], recs)
+    assert counts["steps_in"] == 8 and counts["steps_rejected"] == 2
+    assert counts["episodes_rejected"] == 1 and counts_consistent(counts)
+    counts["steps_out"] -= 1
+    assert not counts_consistent(counts)
