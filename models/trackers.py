@@ -176,7 +176,7 @@ class LKTracker:
             if lost == 0:
                 cand, fb = _lk(gray[k - 1], gray[k], pos, guess, p.win_size, p.max_level)
                 if fb <= p.fb_threshold:   # continuity: a plain view of the template is enough
-                    cand = self._refine(gray[k], anchor, cand)
+                    estimate = cand = self._refine(gray[k], anchor, cand)
                     score = _ncc(gray[k], cand, anchor.template)
                     found = cand if score >= p.visible_ncc else None
             # the localizer is asked when the tracker is unsure, and until the tracker agrees

@@ -92,8 +92,11 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
             n = write_depth_pngs(source, work / "depth_png")
             print(f"[demo] training a depth VQ-VAE on {n} sensor depth maps "
                   f"({args.vqvae_epochs} epochs)")
+            # Small batches with a dead-code check every 4: on a CPU, a few epochs of many small
+            # steps learn a spread codebook where a few large steps cannot.
             if main(["train-vqvae", str(work / "depth_png"), "--out", str(work / "vqvae"),
-                     "--epochs", str(args.vqvae_epochs), "--batch-size", "16"]) != 0:
+                     "--epochs", str(args.vqvae_epochs), "--batch-size", "4", "--lr", "5e-4",
+                     "--restart-every", "4"]) != 0:
                 return 1
             vqvae = str(work / "vqvae" / "vqvae.pt")
         output = work / "output"

@@ -30,7 +30,8 @@ import tqdm
 from PIL import Image
 
 from models.device import DEVICE_CHOICES, autocast, resolve_device
-from models.vqvae import IMAGE_SIZE, NUM_CODES, VQVAE, load_vqvae, save_vqvae, vqvae_input
+from models.vqvae import (IMAGE_SIZE, NUM_CODES, VQVAE, EMACodebook, ResidualBlock, load_vqvae,
+                          save_vqvae, vqvae_input)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,35 @@ def dead_codes(assigned: torch.Tensor, ema_cluster_size: torch.Tensor,
     return (assigned == 0) | (ema_cluster_size < threshold)
 
 
+def restart_dead(book: EMACodebook, window: torch.Tensor, threshold: float,
+                 latents: torch.Tensor) -> int:
+    """Re-seed the dead codes from `latents` and start a new window of assignment counts."""
+    restarted = book.restart(dead_codes(window, book._ema_cluster_size, threshold), latents)
+    window.zero_()
+    return restarted
+
+
+def init_fresh_weights(model: VQVAE) -> None:
+    """He-normal convolutions (variance-preserving through the ReLUs) with zero biases, and
+    residual branches that start as the identity. PyTorch's default init shrinks the signal by
+    about √3 per layer, so through the decoder's ~15 layers the output starts as a constant that
+    takes hundreds of steps to pick up any structure from the codes."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            fan_in = module.weight[0].numel()
+        elif isinstance(module, torch.nn.ConvTranspose2d):
+            # Each output pixel of a stride-s transposed conv sees (k/s)² taps per input channel.
+            fan_in = module.weight.shape[0] * module.weight[0, 0].numel() // math.prod(
+                module.stride)
+        else:
+            continue
+        torch.nn.init.normal_(module.weight, std=math.sqrt(2.0 / fan_in))
+        torch.nn.init.zeros_(module.bias)
+    for module in model.modules():
+        if isinstance(module, ResidualBlock):
+            torch.nn.init.zeros_(module.net[-1].weight)
+
+
 def train(args: argparse.Namespace) -> list[dict[str, float]]:
     """Train, checkpointing every epoch; returns the metrics of the epochs run."""
     device = resolve_device(args.device, "VQ-VAE training")
@@ -180,6 +210,8 @@ def train(args: argparse.Namespace) -> list[dict[str, float]]:
     model = VQVAE(decay=args.decay, commitment=args.commitment)
     if args.init:
         model.load_state_dict(load_vqvae(args.init, "cpu").state_dict())
+    else:
+        init_fresh_weights(model)
     model.to(device).train()
     start_epoch, fresh, resume_state = 0, not args.init, None
     state_path = out / "train_state.pt"
@@ -229,17 +261,13 @@ def train(args: argparse.Namespace) -> list[dict[str, float]]:
             steps_in_window += 1
             latents = info["latents"]
             if steps_in_window >= args.restart_every:
-                restarted += book.restart(
-                    dead_codes(window, book._ema_cluster_size, args.dead_threshold), latents)
-                window.zero_()
+                restarted += restart_dead(book, window, args.dead_threshold, latents)
                 steps_in_window = 0
             sq_err += float(info["recon_mse"]) * len(x)
             n_maps += len(x)
             bar.set_postfix(mse=f"{sq_err / n_maps:.5f}")
-        if steps_in_window:     # epochs shorter than --restart-every still get their check
-            restarted += book.restart(
-                dead_codes(window, book._ema_cluster_size, args.dead_threshold), latents)
-            window.zero_()
+        if steps_in_window:     # the batches since the last check, however few, get theirs
+            restarted += restart_dead(book, window, args.dead_threshold, latents)
             steps_in_window = 0
         mse = sq_err / n_maps
         usage, perplexity = codebook_stats(counts.cpu().numpy())
@@ -294,6 +322,11 @@ def run(args: argparse.Namespace) -> int:
     for name in ("epochs", "batch_size", "restart_every"):
         if getattr(args, name) < 1:
             print(f"armdata train-vqvae: error: --{name.replace('_', '-')} must be ≥ 1",
+                  file=sys.stderr)
+            return 2
+    for name in ("dead_threshold", "cache_mb"):
+        if getattr(args, name) < 0:
+            print(f"armdata train-vqvae: error: --{name.replace('_', '-')} must be ≥ 0",
                   file=sys.stderr)
             return 2
     try:

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.config import ArmConfig, CameraConfig, ConfigError, parse_config
+from pipeline.config import ArmConfig, CameraConfig, ConfigError, load_config, parse_config
+from pipeline.synthetic import gripper_pixels, render_episode
+from schemas.episode import Episode, Step, encode_jpeg
 from schemas.output import episode_table
+from tests.conftest import REPO
 from tests.synthetic_video import make_video, video_episode
 from transforms.trace import TraceStage, add_build_arguments, episode_traces, normalize_point, \
     stage_from_args, trace_error, trace_indices
@@ -110,6 +113,44 @@ def test_projection_stage_matches_ground_truth(tracker):
     table = episode_table(out)
     assert table.column("trace_text")[0].as_py().startswith("[[")
     assert table.column("gripper_xy")[0].as_py() == pytest.approx(list(first.gripper_xy))
+
+
+def _demo_episode(seed, index, size):
+    """A demo-data episode (`armdata demo`: a small gripper that turns, opens and closes, carries
+    a block, sometimes passes behind a plain bar) as the writer stores it: JPEG at quality 90,
+    calibration in the metadata. Returns (episode, ground-truth pixels, ground-truth visible)."""
+    ep = render_episode(seed=seed, index=index, num_steps=24, image_size=(size, size))
+    T = len(ep.images)
+    steps = [Step(index=t, image=encode_jpeg(ep.images[t], 90), action=ep.action[t],
+                  state=ep.state[t], instruction=ep.instruction, is_first=t == 0,
+                  is_last=t == T - 1, image_width=size, image_height=size) for t in range(T)]
+    metadata = {"camera_intrinsics": ep.intrinsics.tolist(),
+                "camera_extrinsics": ep.extrinsics.tolist()}
+    return (Episode("armdata_demo", f"{seed}-{index}", T, steps, metadata),
+            gripper_pixels(ep.state, ep.intrinsics, ep.extrinsics), ep.gripper_visible)
+
+
+@pytest.mark.parametrize("size,seed,episodes", [(128, 0, range(16)), (256, 1, range(8))])
+def test_lk_stage_on_demo_episodes(size, seed, episodes):
+    """Appearance changes (turns, opening, a carried block) must not count as occlusion; a bar in
+    front must; positions stay on the gripper."""
+    config = load_config(str(REPO / "configs" / "armdata_demo.yaml"))
+    stage = TraceStage(localizer="projection", tracker="lk", camera=config.camera,
+                       arms=config.arms)
+    stage.setup()
+    dist, seen, truth = [], [], []
+    for index in episodes:
+        episode, gt, gt_visible = _demo_episode(seed, index, size)
+        out = _run(stage, episode)
+        xy = np.array([s.gripper_xy for s in out.steps], float)   # an estimate on every step
+        dist.append(np.linalg.norm(xy - gt, axis=1)[gt_visible])
+        seen.append(np.array([s.gripper_visible for s in out.steps]))
+        truth.append(gt_visible)
+    dist, seen, truth = np.concatenate(dist), np.concatenate(seen), np.concatenate(truth)
+    assert (~truth).any()                                 # the episodes include occlusions
+    assert dist.mean() <= 1.5 and dist.max() <= 4.0
+    assert seen[truth].mean() >= 0.9
+    assert not seen[~truth].any()
 
 
 def test_bimanual_stage_fills_arm_traces():

@@ -1,5 +1,6 @@
-"""`armdata train-vqvae`: streams maps from Parquet row groups or PNG dirs, lowers the
-reconstruction error, reports metrics, checkpoints in the loadable layout and resumes."""
+"""`armdata train-vqvae`: streams (or caches) maps from Parquet row groups or PNG dirs, lowers the
+reconstruction error without collapsing the codebook, reports metrics, checkpoints in the loadable
+layout and resumes."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.vqvae import VQVAE, load_vqvae, vqvae_input
+from models.vqvae import NUM_CODES, VQVAE, EMACodebook, load_vqvae, vqvae_input
 from pipeline import train_vqvae as tv
 from schemas.episode import encode_png
 from tests.tiny_models import synthetic_depth_maps
@@ -80,6 +81,63 @@ def test_source_errors(tmp_path: Path, maps: np.ndarray) -> None:
 def test_batches_mix_sizes(maps: np.ndarray) -> None:
     x = tv.batch_input([maps[0], maps[1][:50], maps[2]], torch.device("cpu"))
     assert x.shape == (3, 1, 320, 320)
+
+
+def test_cached_stream_yields_every_map_once_per_epoch(png_dir: Path) -> None:
+    source = tv.open_source(png_dir)
+    cpu = torch.device("cpu")
+    streamed = torch.cat(list(tv.BatchStream(source, 3, cpu, cache_bytes=0).epoch(5)))
+    cache = tv.BatchStream(source, 3, cpu, cache_bytes=1 << 30)
+    assert cache.cached is not None and len(cache) == 3
+    epochs = [torch.cat(list(cache.epoch(seed))) for seed in (1, 2)]
+    key = lambda x: sorted(m.numpy().tobytes() for m in x)   # noqa: E731
+    assert key(epochs[0]) == key(epochs[1]) == key(streamed)
+    assert not torch.equal(epochs[0], epochs[1])             # reshuffled
+
+
+def test_dead_codes_unassigned_or_below_threshold() -> None:
+    dead = tv.dead_codes(torch.tensor([0, 3, 5, 0]), torch.tensor([4.0, 0.5, 2.0, 0.0]), 1.0)
+    assert dead.tolist() == [True, True, False, True]
+
+
+def test_restart_seeds_dead_codes_where_the_codebook_is_worst() -> None:
+    """k-means++ picks: with two live codes on the left cluster, both dead codes go to the two
+    uncovered clusters (a uniform pick would mostly land in the big covered one)."""
+    book = EMACodebook(num_codes=4, dim=2)
+    book._embedding.copy_(torch.tensor([[0.0, 0.0], [0.1, 0.0], [9.0, 9.0], [9.0, 9.0]]))
+    covered = torch.randn(500, 2) * 0.05
+    samples = torch.cat([covered, torch.tensor([[10.0, 0.0], [0.0, 10.0]])])
+    torch.manual_seed(0)
+    assert book.restart(torch.tensor([False, False, True, True]), samples) == 2
+    assert sorted(book._embedding[2:].tolist()) == [[0.0, 10.0], [10.0, 0.0]]
+    assert torch.equal(book._ema_w[2:], book._embedding[2:])
+    assert book._ema_cluster_size[2:].tolist() == [1.0, 1.0]
+    fresh = EMACodebook(num_codes=3, dim=2)
+    assert fresh.restart(torch.ones(3, dtype=torch.bool), samples[-3:]) == 3   # seeding
+    assert len({tuple(e) for e in fresh._embedding.tolist()}) == 3              # no duplicates
+
+
+def test_training_uses_the_codebook_and_beats_the_mean_map(tmp_path: Path) -> None:
+    """The demo's failure mode: a few epochs of a few batches each used to collapse every
+    position onto one code. Now codes stay spread and the reconstruction beats the mean map."""
+    maps = synthetic_depth_maps(24, 120, 160, seed=5)
+    d = tmp_path / "pngs"
+    d.mkdir()
+    for i, m in enumerate(maps):
+        Image.fromarray(m).save(d / f"{i}.png")
+    out = tmp_path / "run"
+    args = parse(str(d), "--out", str(out), "--epochs", "5", "--batch-size", "4", "--lr", "5e-4",
+                 "--restart-every", "4", "--device", "cpu")
+    assert args.func(args) == 0
+    model = load_vqvae(str(out / "vqvae.pt"))
+    x = vqvae_input(torch.from_numpy(maps))
+    with torch.inference_mode():
+        codes = model.encode(x)
+        mse = float(((model.decode(codes) - x) ** 2).mean())
+    used = len(codes.unique())
+    assert used >= 0.2 * NUM_CODES, f"only {used} codes in use"
+    assert all(len(row.unique()) > 1 for row in codes)      # no frame is a single code
+    assert mse < 0.8 * float(((x - x.mean(0)) ** 2).mean())    # measured: ~0.55×
 
 
 def test_metric_helpers() -> None:

@@ -4,9 +4,10 @@ Per arm of the config: the localizer finds the gripper on a seed frame (the firs
 finds anything), the tracker follows it through the episode (forwards and backwards), asking the
 localizer where it is unsure, and each step's trace is built from the visible positions of the
 steps from it to the end of the episode. A step where the gripper is not seen keeps the best
-position estimate (the localizer's, else the tracker's) with `gripper_visible` false. With `--tracker none` the localizer runs
-on every frame (the reference behaviour). An episode where nothing can be localized keeps its steps
-with null traces and a counted reason: the other columns are still good training data.
+position estimate (the localizer's, else the tracker's) with `gripper_visible` false. With
+`--tracker none` the localizer runs on every frame (the reference behaviour). An episode where
+nothing can be localized keeps its steps with null traces and a counted reason: the other columns
+are still good training data.
 """
 from __future__ import annotations
 
