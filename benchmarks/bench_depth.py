@@ -2,20 +2,23 @@
 architectures' sizes) + the SPEC §2 VQ-VAE, batched (the depth stage's path) against one frame at
 a time with the same models in the same run. Prints frames/s, peak memory and the ratio.
 
-    python -m benchmarks.bench_depth --device cpu --frames 16 --batch-size 8
-    python -m benchmarks.bench_depth --device cuda --frames 256 --batch-size 32
+    python benchmarks/bench_depth.py --device cpu --frames 16 --batch-size 8
+    python benchmarks/bench_depth.py --device cuda --frames 256 --batch-size 32
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import psutil
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
 from models.device import resolve_device
 from models.vqvae import VQVAE

@@ -132,8 +132,9 @@ def build_graph(p: beam.Pipeline, plan: SourcePlan, config: DatasetConfig, stage
             | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
                 REJECTED, "accounting", main="episodes"))
     rejected = [read[REJECTED]]
-    # Spread the episodes of one shard over all workers before the expensive stages.
-    episodes = read.episodes | "Redistribute" >> beam.Reshuffle()
+    # No shuffle before the spill: reading, every stage and the spill run fused, one episode at a
+    # time, so pixels are never materialized between steps (parallelism comes from the slices).
+    episodes = read.episodes
     for stage in stages:
         out = episodes | stage.name.capitalize() >> beam.ParDo(RunStage(stage)).with_outputs(
             REJECTED, main="episodes")

@@ -44,6 +44,19 @@ def open_builder(directory: str):
     return tfds.builder_from_directory(directory)
 
 
+# Reading is fused with every stage up to the spill, so the number of slices is the job's
+# parallelism: shards are cut into pieces until there are about this many (few-shard datasets only;
+# a piece re-reads the records it skips, so large many-shard datasets are never cut).
+TARGET_SLICES = 64
+
+
+def split_reads(reads: list[ShardRead], target: int = TARGET_SLICES) -> list[ShardRead]:
+    """Cut shard slices into pieces of at most ceil(total / target) episodes."""
+    size = max(1, -(-sum(r.take for r in reads) // target))
+    return [ShardRead(r.filename, r.skip + start, min(size, r.take - start))
+            for r in reads for start in range(0, r.take, size)]
+
+
 def plan_source(directory: str, split: str, max_episodes: int | None) -> SourcePlan:
     """Open the dataset's metadata and list the shard slices to read. Raises SourceError with a
     message naming what is wrong."""
@@ -74,7 +87,7 @@ def plan_source(directory: str, split: str, max_episodes: int | None) -> SourceP
         if not FileSystems.exists(r.filename):
             raise SourceError(f"shard {r.filename} listed in dataset_info.json is missing")
     return SourcePlan(directory, builder.info.name, str(builder.info.version), split, total,
-                      tuple(reads))
+                      tuple(split_reads(reads)))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
