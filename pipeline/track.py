@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -94,7 +95,7 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         raise TrackError("give the point with --point X,Y (or find it with --localizer pointing)")
     needs_torch = args.localizer is not None or args.tracker == "cotracker3"
     device = resolve_device(args.device, "tracking models") if needs_torch else None
-    reseed = None
+    reseed: Callable[[int], tuple[float, float] | None] | None = None
     point = args.point
     if args.localizer == "pointing":
         model, processor = load_pointing_model(args.pointing_model, device, args.trust_remote_code)
@@ -102,9 +103,11 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         clip = Clip(str(args.frames), frames, np.zeros((len(frames), 0), np.float32),
                     list(range(len(frames))))
 
-        def reseed(t: int) -> tuple[float, float] | None:
+        def locate(t: int) -> tuple[float, float] | None:
             xy, found = localizer.locate(clip, ArmConfig(), [t])
             return (float(xy[0, 0]), float(xy[0, 1])) if found[0] else None
+
+        reseed = locate
 
         if point is None:
             point = reseed(args.frame)

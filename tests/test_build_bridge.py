@@ -109,7 +109,7 @@ def test_rows_match_source_and_spec(built, source):
     assert stats["action"]["mask"] == [True] * 6 + [False]
 
     strings = {}
-    last_key = None
+    last_key, last_step = None, -1
     for row in sorted(rows, key=lambda r: (r["episode_id"], r["step"])):
         action, instruction = expected[(row["episode_id"], row["step"])]
         np.testing.assert_array_equal(np.float32(row["action"]), action)
