@@ -90,30 +90,25 @@ class RunStage(beam.DoFn):
 
 
 class CombineStats(beam.CombineFn):
-    """Exact statistics over all written transitions. Episodes are folded in episode-id order so
-    that floating-point sums, and hence the files, do not depend on the runner's order."""
+    """Exact statistics over all written transitions (`StatsAccumulator` sorts each column
+    before reducing, so the result does not depend on the runner's order)."""
 
     def __init__(self, dataset: str, mask: tuple[bool, ...]) -> None:
         self.dataset = dataset
         self.mask = list(mask)
 
-    def create_accumulator(self) -> list:
-        return []
+    def create_accumulator(self) -> StatsAccumulator:
+        return StatsAccumulator()
 
-    def add_input(self, acc: list, summary: Any) -> list:
-        acc.append((summary.episode_id, summary.actions, summary.states))
+    def add_input(self, acc: StatsAccumulator, summary: Any) -> StatsAccumulator:
+        acc.add(summary.actions, summary.states)
         return acc
 
-    def merge_accumulators(self, accs: Any) -> list:
-        return [item for acc in accs for item in acc]
+    def merge_accumulators(self, accs: Any) -> StatsAccumulator:
+        return StatsAccumulator.merge(accs)
 
-    def extract_output(self, acc: list) -> dict | None:
-        if not acc:
-            return None
-        stats = StatsAccumulator()
-        for _, actions, states in sorted(acc, key=lambda item: item[0]):
-            stats.add(actions, states)
-        return stats.finalize(self.dataset, self.mask)
+    def extract_output(self, acc: StatsAccumulator) -> dict | None:
+        return acc.finalize(self.dataset, self.mask) if acc.num_trajectories else None
 
 
 def sum_dicts(dicts: Any) -> dict[str, int]:

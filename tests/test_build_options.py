@@ -1,0 +1,32 @@
+"""Beam options pass through; only DirectRunner is replaced by the in-process portable runner."""
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, \
+    SetupOptions, StandardOptions
+
+from pipeline.build import beam_options, make_runner, parse_stages
+
+
+def test_dataflow_arguments_pass_through():
+    opts = beam_options(["--runner", "DataflowRunner", "--project", "p", "--region", "r",
+                         "--temp_location", "gs://b/tmp", "--setup_file", "./setup.py"])
+    assert opts.view_as(StandardOptions).runner == "DataflowRunner"
+    gcp = opts.view_as(GoogleCloudOptions)
+    assert (gcp.project, gcp.region, gcp.temp_location) == ("p", "r", "gs://b/tmp")
+    assert opts.view_as(SetupOptions).setup_file == "./setup.py"
+    assert make_runner(opts) is None          # Beam builds the named runner itself
+
+
+def test_local_default_is_multiprocessing_on_all_cores():
+    opts = beam_options([])
+    direct = opts.view_as(DirectOptions)
+    assert opts.view_as(StandardOptions).runner == "DirectRunner"
+    assert direct.direct_running_mode == "multi_processing" and direct.direct_num_workers >= 1
+    assert type(make_runner(opts)).__name__ == "FnApiRunner"
+    kept = beam_options(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert kept.view_as(DirectOptions).direct_running_mode == "in_memory"
+
+
+def test_stages_are_ordered_and_checked():
+    assert parse_stages("trace,actions,depth") == ["depth", "trace"]
+    assert parse_stages("actions") == []
