@@ -20,6 +20,7 @@ from apache_beam.runners.runner import PipelineState
 import pipeline
 from pipeline import storage
 from pipeline.config import ConfigError, DatasetConfig, load_config
+from pipeline.finalize import manifest_text
 from pipeline.graph import build_graph
 from pipeline.source import SourceError, plan_source
 from schemas.output import SCHEMA_VERSION
@@ -210,7 +211,7 @@ def add_counters(staging: str, result: Any) -> None:
         raise RuntimeError("the job finished without writing manifest.json")
     manifest = json.loads(storage.read_bytes(path))
     manifest["counters"] = stage_counters(result)
-    storage.write_bytes(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    storage.write_bytes(path, manifest_text(manifest).encode())
 
 
 ARG_ERRORS = (BuildError, ConfigError, SourceError)

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 REJECTED_PATH = "rejected/rejected.jsonl"
 
 
+def manifest_text(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
 def build_counts(inputs: dict[str, int], shards: list[dict[str, Any]],
                  rejections: list[Rejection]) -> dict[str, int]:
     """Counts where `in = out + rejected` can be checked: inputs are counted at the source,
@@ -72,7 +76,7 @@ class Finalize(beam.DoFn):
                             dataset_card(manifest, stats).encode())
         # The manifest is written last: its presence marks a complete dataset.
         storage.write_bytes(storage.join(self.staging, "manifest.json"),
-                            (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+                            manifest_text(manifest).encode())
         yield "manifest.json"
 
 

@@ -47,12 +47,12 @@ class Standardize(beam.DoFn):
             beam.metrics.Metrics.counter("standardize", type(exc).__name__).inc()
             yield TaggedOutput(REJECTED, Rejection(self.config.name, episode_id, None,
                                                    "standardize", str(exc), steps=total))
-            yield TaggedOutput("accounting", {"episodes_in": 1, "steps_source": total,
-                                              "steps_dropped_by_config": 0})
-            return
+            episode = None
+        dropped = 0 if episode is None else total - len(episode.steps)
         yield TaggedOutput("accounting", {"episodes_in": 1, "steps_source": total,
-                                          "steps_dropped_by_config": total - len(episode.steps)})
-        yield episode
+                                          "steps_dropped_by_config": dropped})
+        if episode is not None:
+            yield episode
 
 
 class RunStage(beam.DoFn):

@@ -78,9 +78,9 @@ def read_spilled(path: str) -> pa.Table:
         return pa.ipc.open_stream(f).read_all()
 
 
-def full_table(spilled: pa.Table, action_stats: dict[str, Any]) -> pa.Table:
-    """Add the action columns to one episode's rows and order the columns as in SCHEMA."""
-    actions = np.asarray(spilled.column("action").to_pylist(), np.float32).reshape(-1, 7)
+def full_table(spilled: pa.Table, actions: np.ndarray, action_stats: dict[str, Any]) -> pa.Table:
+    """Add the action columns (from the episode's (T, 7) actions, in row order) to its rows and
+    order the columns as in SCHEMA."""
     extra = action_columns(actions, action_stats, action_stats["mask"])
     columns = [extra[f.name] if f.name in extra else spilled.column(f.name) for f in SCHEMA]
     return pa.Table.from_arrays([pa.array(c, f.type) if not isinstance(c, pa.ChunkedArray) else c
@@ -108,7 +108,8 @@ class WriteShard(beam.DoFn):
         rows, pending, pending_bytes = 0, [], 0
         with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
             for summary in summaries:
-                table = full_table(read_spilled(summary.path), stats[self.dataset]["action"])
+                table = full_table(read_spilled(summary.path), summary.actions,
+                                   stats[self.dataset]["action"])
                 pending.append(table)
                 pending_bytes += table.nbytes
                 rows += table.num_rows

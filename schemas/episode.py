@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,14 +90,22 @@ class Episode:
             else np.zeros((0, 0), np.float32)
 
 
+def load_image(data: bytes) -> Image.Image:
+    """Fully decode an encoded frame (truncated files only fail on a full decode). Raises
+    ValueError on corrupt data, with a message that is the same on every run."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img
+    except Exception as exc:  # PIL raises several types for bad data
+        # PIL's messages may name a memory address; keep rejection reasons reproducible.
+        detail = re.sub(r"<[^>]* at 0x[0-9a-f]+>", "the data", str(exc))
+        raise ValueError(f"cannot decode image ({len(data)} bytes): {detail}") from exc
+
+
 def decode_rgb(data: bytes) -> np.ndarray:
     """Decode an encoded frame to (H, W, 3) uint8. Raises ValueError on corrupt data."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return np.asarray(img.convert("RGB"))
-    except Exception as exc:  # PIL raises several types for bad data
-        raise ValueError(f"cannot decode image ({len(data)} bytes): {exc}") from exc
+    return np.asarray(load_image(data).convert("RGB"))
 
 
 def encode_png(array: np.ndarray) -> bytes:

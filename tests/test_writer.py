@@ -40,7 +40,8 @@ def episode(n: int = 3) -> Episode:
 
 def test_full_table_has_the_schema_and_action_columns():
     stats = {"q01": [0.0] * 7, "q99": [0.1] * 7, "mask": [True] * 6 + [False]}
-    table = full_table(episode_table(episode()), stats)
+    ep = episode()
+    table = full_table(episode_table(ep), ep.actions(), stats)
     assert table.schema == SCHEMA
     rows = table.to_pylist()
     assert [r["step"] for r in rows] == [1, 2, 3]

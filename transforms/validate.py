@@ -6,29 +6,21 @@ state of one length per episode, and an instruction where the config requires on
 """
 from __future__ import annotations
 
-import io
-import re
-
 import numpy as np
-from PIL import Image
 
 from pipeline.config import DatasetConfig
-from schemas.episode import Episode, Rejection, Step
+from schemas.episode import Episode, Rejection, Step, load_image
 from transforms.base import Stage
 
 
 def image_size(data: bytes | None, what: str) -> tuple[int, int]:
-    """Fully decode an encoded frame (truncated files only fail on a full decode) → (w, h)."""
+    """(w, h) of an encoded frame, fully decoded so that truncated files are caught."""
     if not data:
         raise ValueError(f"{what} is empty")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return img.size
-    except Exception as exc:
-        # PIL's messages may name a memory address; keep reasons identical across runs.
-        detail = re.sub(r"<[^>]* at 0x[0-9a-f]+>", "the data", str(exc))
-        raise ValueError(f"{what} cannot be decoded ({len(data)} bytes): {detail}") from exc
+        return load_image(data).size
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from exc
 
 
 def step_problem(step: Step, state_dim: int,
