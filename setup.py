@@ -35,7 +35,7 @@ setup(
         "opencv-python-headless",
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis"],
+        "dev": ["pytest", "hypothesis", "pyflakes"],
         "gcp": ["apache-beam[gcp]"],
     },
     entry_points={"console_scripts": ["armdata=pipeline.cli:main"]},

@@ -92,7 +92,7 @@ def main() -> None:
     for arch in args.archs.split(","):
         model = random_depth_model(depth_anything_config(**ARCHITECTURES[arch])).to(device)
 
-        def run(batch: int) -> Callable[[], None]:
+        def run(batch: int, model: torch.nn.Module = model) -> Callable[[], None]:
             def go() -> None:
                 with torch.inference_mode():
                     for i in range(0, len(frames), batch):

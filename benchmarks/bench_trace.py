@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.device import resolve_device  # noqa: E402
 from models.localizers import Clip, PointingLocalizer, ProjectionLocalizer  # noqa: E402
 from models.trackers import LKTracker, cotracker_from_hub  # noqa: E402
-from pipeline.config import ArmConfig, CameraConfig  # noqa: E402
+from schemas.config import ArmConfig, CameraConfig  # noqa: E402
 from schemas.episode import decode_rgb  # noqa: E402
 from tests.synthetic_video import make_video, video_episode  # noqa: E402
 from transforms.trace import localize_and_track, trace_error  # noqa: E402

@@ -22,7 +22,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from models.camera import project_points
-from pipeline.config import ArmConfig, CameraConfig
+from schemas.config import ArmConfig, CameraConfig
 
 log = logging.getLogger(__name__)
 

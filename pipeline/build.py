@@ -19,7 +19,7 @@ from apache_beam.runners.runner import PipelineState
 
 import pipeline
 from pipeline import storage
-from pipeline.config import ConfigError, DatasetConfig, load_config
+from schemas.config import ConfigError, DatasetConfig, load_config
 from pipeline.finalize import manifest_text
 from pipeline.graph import build_graph
 from pipeline.source import SourceError, plan_source

@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
 from pipeline import storage
-from pipeline.config import DatasetConfig
+from schemas.config import DatasetConfig
 from pipeline.finalize import Finalize
 from pipeline.source import ReadShard, SourcePlan, num_source_steps
 from pipeline.writer import SpillEpisode, WriteShard, auto_num_shards, shard_of

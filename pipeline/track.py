@@ -19,7 +19,7 @@ from models.device import DEVICE_CHOICES, resolve_device
 from models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
     load_pointing_model
 from models.trackers import LKTracker, cotracker_from_hub
-from pipeline.config import ArmConfig
+from schemas.config import ArmConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 

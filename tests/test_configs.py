@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from pipeline.config import (CONFIG_DIR, DEFAULT_MASK, ConfigError, DatasetConfig,
+from schemas.config import (CONFIG_DIR, DEFAULT_MASK, ConfigError, DatasetConfig,
                              available_configs, load_config, parse_config)
 from transforms.standardize import FUNCTIONS
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from models.depth_anything import depth_to_u8, model_input_size
 from pipeline import depth_tokens
-from pipeline.config import ConfigError, DatasetConfig
+from schemas.config import ConfigError, DatasetConfig
 from schemas.episode import Episode, Step, encode_jpeg, encode_png
 from transforms import depth as depth_stage
 from transforms.depth import DepthStage, sensor_disparity

@@ -11,7 +11,7 @@ from models.camera import intrinsics_from_fov, look_at, project_points
 from models.localizers import Clip, FitLocalizer, ManualLocalizer, PointingLocalizer, \
     ProjectionLocalizer, apply_projection, dlt_projection, fit_projection_ransac, \
     generate_answers, load_manual_points, parse_point, pointing_prompt
-from pipeline.config import ArmConfig, CameraConfig
+from schemas.config import ArmConfig, CameraConfig
 
 
 @pytest.mark.parametrize("text,expected", [

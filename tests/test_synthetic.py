@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from models.camera import pixel_rays
-from pipeline.config import load_config
+from schemas.config import load_config
 from pipeline.synthetic import (OCCLUDER_DEPTH, PLACES, gripper_pixels, render_episode,
                                 write_synthetic_rlds)
 from schemas.episode import decode_rgb

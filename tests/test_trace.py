@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.config import ArmConfig, CameraConfig, ConfigError, load_config, parse_config
+from schemas.config import ArmConfig, CameraConfig, ConfigError, load_config, parse_config
 from pipeline.synthetic import gripper_pixels, render_episode
 from schemas.episode import Episode, Step, encode_jpeg
 from schemas.output import episode_table

@@ -21,7 +21,7 @@ from models.depth_anything import DEFAULT_DEPTH_MODEL, SMALL_DEPTH_MODEL, depth_
     estimate_depth, load_depth_model
 from models.device import DEVICE_CHOICES, resolve_device
 from models.vqvae import load_vqvae, vqvae_input
-from pipeline.config import ConfigError, DatasetConfig
+from schemas.config import ConfigError, DatasetConfig
 from schemas.episode import Episode, Rejection, decode_rgb, encode_png
 from transforms.base import Stage, shared_model
 

@@ -259,7 +259,7 @@ def generic(steps: Steps, options: dict[str, Any], action_key: str):
 def standardize_episode(raw: Mapping[str, Any], config: Any, episode_id: str) -> Episode:
     """Build the canonical `Episode` from `{"steps": {key: array}, "episode_metadata": {...}}`.
 
-    `config` is a `pipeline.config.DatasetConfig`."""
+    `config` is a `schemas.config.DatasetConfig`."""
     steps: Steps = raw["steps"]
     keys = [config.image_key, config.instruction_key, config.state_key,
             config.wrist_image_key, config.depth_key]

@@ -23,7 +23,7 @@ from models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer, Locali
     ManualLocalizer, PointingLocalizer, ProjectionLocalizer, load_manual_points, \
     load_pointing_model
 from models.trackers import LKTracker, cotracker_from_hub
-from pipeline.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
+from schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
 from schemas.episode import Episode, Rejection, decode_rgb
 from transforms.base import Stage, shared_model
 

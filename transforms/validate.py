@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import DatasetConfig
+from schemas.config import DatasetConfig
 from schemas.episode import Episode, Rejection, Step, load_image
 from transforms.base import Stage
 
