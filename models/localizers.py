@@ -23,6 +23,7 @@ import numpy as np
 
 from models.camera import project_points
 from schemas.config import ArmConfig, CameraConfig
+from schemas.episode import DataError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def arm_xyz(states: np.ndarray, arm: ArmConfig) -> np.ndarray:
     """(T, 3) end-effector positions of one arm; a clear error when the state is too short."""
     need = max(arm.xyz_indices) + 1
     if states.ndim != 2 or states.shape[1] < need:
-        raise ValueError(f"arm {arm.name!r} reads state indices {list(arm.xyz_indices)} but the "
+        raise DataError(f"arm {arm.name!r} reads state indices {list(arm.xyz_indices)} but the "
                          f"state has shape {states.shape}")
     return states[:, list(arm.xyz_indices)].astype(np.float64)
 
@@ -78,11 +79,14 @@ def camera_matrices(camera: CameraConfig | None, metadata: dict[str, Any]
         if isinstance(value, str):
             key = value.removeprefix("episode_metadata/")
             if key not in metadata:
-                raise ValueError(f"camera {what}: episode metadata has no {key!r}")
+                raise DataError(f"camera {what}: episode metadata has no {key!r}")
             value = metadata[key]
-        matrix = np.asarray(value, np.float64)
+        try:
+            matrix = np.asarray(value, np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"camera {what} is not numeric: {exc}") from exc
         if matrix.size != shape[0] * shape[1]:
-            raise ValueError(f"camera {what} must have {shape[0]}x{shape[1]} values, got "
+            raise DataError(f"camera {what} must have {shape[0]}x{shape[1]} values, got "
                              f"shape {matrix.shape}")
         return matrix.reshape(shape)
 

@@ -25,6 +25,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from schemas.episode import DataError
+
 log = logging.getLogger(__name__)
 
 Reseed = Callable[[int], "tuple[float, float] | None"]
@@ -33,15 +35,16 @@ _LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
 
 
 def check_seed(frames: np.ndarray, t0: int, xy0: tuple[float, float]) -> None:
-    """Clear errors for a query that cannot be tracked."""
+    """Clear errors for a query that cannot be tracked (DataError: in a build, the seed comes from
+    the episode's data, e.g. a gripper projected just outside the frame)."""
     if frames.ndim != 4 or frames.shape[0] == 0:
-        raise ValueError(f"expected a non-empty (T, H, W, 3) clip, got shape {frames.shape}")
+        raise DataError(f"expected a non-empty (T, H, W, 3) clip, got shape {frames.shape}")
     if not 0 <= t0 < frames.shape[0]:
-        raise ValueError(f"seed frame {t0} is outside the clip (0..{frames.shape[0] - 1})")
+        raise DataError(f"seed frame {t0} is outside the clip (0..{frames.shape[0] - 1})")
     height, width = frames.shape[1:3]
     x, y = xy0
     if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
-        raise ValueError(f"point ({x:.1f}, {y:.1f}) is outside the {width}x{height} image")
+        raise DataError(f"point ({x:.1f}, {y:.1f}) is outside the {width}x{height} image")
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """`armdata build`: check everything that can be checked before any Beam work, run the graph into
-a staging directory, publish it to the output only when the job succeeded."""
+a staging directory under the output's lock, publish it to the output only when the job succeeded
+and its result passes the rejection threshold."""
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import importlib
 import json
 import logging
 import os
+import sys
 import threading
 from typing import Any, Iterator
 
@@ -15,14 +18,18 @@ import tqdm
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.portability import python_urns
+from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.runner import PipelineState
 
 import pipeline
 from pipeline import storage
-from schemas.config import ConfigError, DatasetConfig, load_config
-from pipeline.finalize import manifest_text
+from pipeline.errors import BuildFailed, UsageError
+from pipeline.features import check_config_keys
+from schemas.config import DatasetConfig, load_config
+from pipeline.finalize import REJECTED_PATH, manifest_text
 from pipeline.graph import build_graph
-from pipeline.source import SourceError, plan_source
+from pipeline.source import plan_source
 from schemas.output import SCHEMA_VERSION
 from schemas.stats import load_stats
 from transforms.base import Stage
@@ -34,7 +41,10 @@ log = logging.getLogger(__name__)
 STAGE_MODULES = {"depth": "transforms.depth", "trace": "transforms.trace"}
 
 
-class BuildError(ValueError):
+FAILED_SUFFIX = ".armdata-failed"   # beside the output: what a build that was not published found
+
+
+class BuildError(UsageError):
     """A problem with the arguments, found before the job starts."""
 
 
@@ -61,7 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="number of Parquet shards (default: by size, ~384 MB uncompressed each)")
     p.add_argument("--min-shards", type=int, default=1,
                    help="lower bound for the automatic shard count, e.g. GPUs x loader workers")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing armdata output (one with our manifest.json); "
+                        "anything else is never deleted")
+    p.add_argument("--max-reject-fraction", type=float, default=0.5,
+                   help="fail (publish nothing) when more than this fraction of the input "
+                        "episodes or steps is rejected (default 0.5)")
     for name in STAGE_MODULES:
         stage_module(name).add_build_arguments(p.add_argument_group(f"{name} stage"))
     p.set_defaults(func=run, accepts_beam_args=True)
@@ -78,6 +93,18 @@ def parse_stages(text: str) -> list[str]:
 
 def make_stages(args: argparse.Namespace, config: DatasetConfig, names: list[str]) -> list[Stage]:
     return [ValidateStage(config)] + [stage_module(n).stage_from_args(args, config) for n in names]
+
+
+def unknown_beam_args(beam_args: list[str]) -> tuple[list[str], list[str]]:
+    """(the arguments no Beam PipelineOptions class knows, every Beam option name)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(beam_args)
+    return unknown, sorted(parser._option_string_actions)
 
 
 def beam_options(beam_args: list[str]) -> PipelineOptions:
@@ -100,28 +127,72 @@ def make_runner(options: PipelineOptions) -> Any:
     if runner not in (None, "DirectRunner"):
         return None
     from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+    return LocalRunner(provision_info=fn_runner.ExtendedProvisionInfo(
         beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
+class LocalRunner(fn_runner.FnApiRunner):
+    """FnApiRunner whose worker processes start through `pipeline.beam_worker`, which sets up
+    armdata's logging before Beam's worker logs anything (see `pipeline.logs`)."""
+
+    def run_via_runner_api(self, pipeline_proto: Any, options: PipelineOptions) -> Any:
+        for env in pipeline_proto.components.environments.values():
+            if env.urn == python_urns.SUBPROCESS_SDK:
+                env.payload = f"{sys.executable} -m pipeline.beam_worker".encode()
+        return super().run_via_runner_api(pipeline_proto, options)
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    """What may be written to `output`: nothing there, or with --overwrite an armdata output.
+    Checked before the job and again, under the output's lock, before publishing."""
+    if storage.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
+        raise BuildError(f"output {output} exists and is not a directory")
+    if not storage.is_nonempty_dir(output):
+        return
+    if not overwrite:
+        raise BuildError(f"output {output} is not empty; pass --overwrite to replace it")
+    if not storage.is_armdata_output(output):
+        raise BuildError(f"output {output} is not an armdata output (it has no "
+                         f"{storage.MANIFEST}); --overwrite only replaces armdata outputs, so "
+                         f"nothing was deleted: empty it yourself or choose another --output")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    for name in ("max_episodes", "num_shards", "min_shards"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise BuildError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if not 0.0 <= args.max_reject_fraction <= 1.0:
+        raise BuildError(f"--max-reject-fraction must be in [0, 1], got {args.max_reject_fraction}")
+
+
+def stage_options(stages: list[Stage]) -> dict[str, Any]:
+    """Each stage's options (checking the files it will read), as the manifest records them."""
+    options = {}
+    for stage in stages:
+        try:
+            options[stage.name] = stage.options()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise BuildError(f"{stage.name} stage: {exc}") from exc
+    return options
 
 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Every check that needs no Beam work. Raises BuildError/ConfigError/SourceError."""
     config = load_config(args.config)
     names = parse_stages(args.stages)
-    if args.max_episodes is not None and args.max_episodes <= 0:
-        raise BuildError("--max-episodes must be positive")
-    if args.num_shards is not None and args.num_shards <= 0:
-        raise BuildError("--num-shards must be positive")
-    if storage.is_nonempty_dir(args.output) and not args.overwrite:
-        raise BuildError(f"output {args.output} is not empty; pass --overwrite to replace it")
-    if storage.is_local(args.output) and os.path.exists(args.output) \
-            and not os.path.isdir(args.output):
-        raise BuildError(f"output {args.output} exists and is not a directory")
+    check_options(args)
+    if storage.contains(args.output, args.source):
+        raise BuildError(f"the source {args.source} is inside the output {args.output}; "
+                         f"choose an --output outside the source")
+    check_output(args.output, args.overwrite)
+    check_config_keys(config, args.source)
     plan = plan_source(args.source, args.split, args.max_episodes)
+    if plan.num_episodes == 0:
+        raise BuildError(f"split {args.split!r} of {args.source} selects no episode")
     stats = None
     if args.stats:
         try:
@@ -138,6 +209,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
                    "version": plan.version, "split": plan.split,
                    "max_episodes": args.max_episodes, "episodes_planned": plan.num_episodes},
         "stages": ["actions", *names],
+        "stage_options": stage_options(stages),
         "statistics_source": args.stats or "computed",
     }
     return {"config": config, "plan": plan, "stats": stats, "stages": stages,
@@ -171,28 +243,74 @@ def progress(staging: str, episodes: int) -> Iterator[None]:
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     ready = prepare(args)
-    staging = storage.staging_dir(args.output)
-    log.info("building %s episodes of %s into %s (staging %s)", ready["plan"].num_episodes,
-             ready["plan"].builder_name, args.output, staging)
-    try:
-        options = beam_options(beam_args or [])
-        p = beam.Pipeline(runner=make_runner(options), options=options)
-        build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
-                    ready["stats"], args.num_shards, args.min_shards, ready["manifest"])
-        with progress(staging, ready["plan"].num_episodes):
-            result = p.run()
-            state = result.wait_until_finish()
-        if state != PipelineState.DONE:
-            raise RuntimeError(f"the Beam job ended in state {state}")
-        storage.delete_tree(storage.join(staging, "_tmp"))
-        add_counters(staging, result)
-        storage.publish(staging, args.output)
-    except BaseException:
-        log.error("build failed; nothing was published to %s", args.output)
-        storage.delete_tree(staging)
-        raise
-    log.info("published %s", args.output)
+    with storage.output_lock(args.output) as still_ours:
+        staging = storage.staging_dir(args.output)
+        log.info("building %s episodes of %s into %s (staging %s)", ready["plan"].num_episodes,
+                 ready["plan"].builder_name, args.output, staging)
+        try:
+            options = beam_options(beam_args or [])
+            p = beam.Pipeline(runner=make_runner(options), options=options)
+            build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
+                        ready["stats"], args.num_shards, args.min_shards, ready["manifest"])
+            with progress(staging, ready["plan"].num_episodes):
+                result = p.run()
+                state = result.wait_until_finish()
+            if state != PipelineState.DONE:
+                raise RuntimeError(f"the Beam job ended in state {state}")
+            storage.delete_tree(storage.join(staging, "_tmp"))
+            manifest = add_counters(staging, result)
+            check_result(manifest, staging, args.output, args.max_reject_fraction)
+            still_ours()
+            check_output(args.output, args.overwrite)   # nothing appeared there meanwhile
+            storage.publish(staging, args.output)
+        except BaseException as exc:
+            if not isinstance(exc, (BuildFailed, UsageError)):   # those say so themselves
+                log.error("build failed; nothing was published to %s", args.output)
+            storage.delete_tree(staging)
+            raise
+    storage.delete_tree(failed_dir(args.output))   # an earlier failed attempt's report
+    print(summary(manifest, args.output))
     return 0
+
+
+def failed_dir(output: str) -> str:
+    return output.rstrip("/") + FAILED_SUFFIX
+
+
+def reject_fraction(counts: dict[str, int]) -> float:
+    """The larger of the rejected fractions of input episodes and input steps."""
+    return max(counts["episodes_rejected"] / max(counts["episodes_in"], 1),
+               counts["steps_rejected"] / max(counts["steps_in"], 1))
+
+
+def check_result(manifest: dict[str, Any], staging: str, output: str, max_fraction: float) -> None:
+    """Refuse to publish a dataset without rows, or one that rejected more than `max_fraction`
+    of its input: keep its manifest and rejections in OUTPUT.armdata-failed/ and say why."""
+    c = manifest["counts"]
+    if c["steps_out"] > 0 and reject_fraction(c) <= max_fraction:
+        return
+    failed = failed_dir(output)
+    storage.delete_tree(failed)
+    rejected = storage.read_bytes(storage.join(staging, REJECTED_PATH))
+    storage.write_bytes(storage.join(failed, "rejected.jsonl"), rejected)
+    storage.write_bytes(storage.join(failed, "report.json"), manifest_text(manifest).encode())
+    reasons = collections.Counter(
+        f"{r['stage']}: {r['reason'][:120]}" for r in map(json.loads, rejected.splitlines()))
+    common = "; ".join(f"{n}x {reason}" for reason, n in reasons.most_common(2))
+    what = ("no row was written" if c["steps_out"] == 0 else
+            f"{reject_fraction(c):.0%} of the input was rejected (--max-reject-fraction "
+            f"{max_fraction})")
+    raise BuildFailed(f"{what}: {c['episodes_rejected']} of {c['episodes_in']} episodes and "
+                      f"{c['steps_rejected']} of {c['steps_in']} steps rejected; nothing was "
+                      f"published to {output}. Most common: {common or 'none'}. All rejections: "
+                      f"{storage.join(failed, 'rejected.jsonl')}")
+
+
+def summary(manifest: dict[str, Any], output: str) -> str:
+    c = manifest["counts"]
+    return (f"published {output}: {c['episodes_out']} episodes, {c['steps_out']} steps in "
+            f"{manifest['num_shards']} shards; rejected {c['episodes_rejected']} episodes, "
+            f"{c['steps_rejected']} steps (reasons in {storage.join(output, REJECTED_PATH)})")
 
 
 def stage_counters(result: Any) -> dict[str, int]:
@@ -204,7 +322,7 @@ def stage_counters(result: Any) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
-def add_counters(staging: str, result: Any) -> None:
+def add_counters(staging: str, result: Any) -> dict[str, Any]:
     """Put the job's counters into the finished manifest (written by the job's last step)."""
     path = storage.join(staging, "manifest.json")
     if not storage.exists(path):
@@ -212,6 +330,4 @@ def add_counters(staging: str, result: Any) -> None:
     manifest = json.loads(storage.read_bytes(path))
     manifest["counters"] = stage_counters(result)
     storage.write_bytes(path, manifest_text(manifest).encode())
-
-
-ARG_ERRORS = (BuildError, ConfigError, SourceError)
+    return manifest

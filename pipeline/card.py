@@ -1,6 +1,7 @@
 """The Hugging Face dataset card (README.md) written beside the shards."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from schemas.output import SCHEMA
@@ -71,6 +72,15 @@ def dataset_card(manifest: dict[str, Any], stats: dict[str, Any] | None) -> str:
         "",
         f"{manifest['num_shards']} shards in `data/`; rejected items with their reasons are in "
         "`rejected/rejected.jsonl`; `manifest.json` lists every shard with its sha256.",
+        "",
+        "## How it was made",
+        "",
+        f"Config `{manifest['config']['name']}` (hash `{manifest['config_hash']}`); options of "
+        "each stage, with the sha256 or Hub revision of every model and file it read:",
+        "",
+        "```json",
+        json.dumps(manifest.get("stage_options", {}), indent=2, sort_keys=True),
+        "```",
         "",
         "## Loading",
         "",

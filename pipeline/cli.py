@@ -1,53 +1,95 @@
-"""The `armdata` command: one subcommand per module, each exposing `register(subparsers)`."""
+"""The `armdata` command: one subcommand per module, each exposing `register(subparsers)`.
+
+Errors the user can cause end in one line (`armdata: error: ...`) with exit status 2 (1 for a
+build that ran but was not published); `--debug` shows the traceback instead. Logging is set up
+before any library is imported (see `pipeline.logs`)."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
-import os
+import re
 import sys
 
 import pipeline
+from pipeline import logs
 
 COMMANDS = ("pipeline.build", "pipeline.inspect_output", "pipeline.demo", "pipeline.preview",
             "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track")
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+log = logging.getLogger(__name__)
+
+
+def add_global_flags(parser: argparse.ArgumentParser, default: object = False) -> None:
+    parser.add_argument(*VERBOSE_FLAGS, action="store_true", default=default,
+                        help="debug logging, including the libraries' (Beam, TensorFlow, absl)")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the traceback of an error")
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="armdata", description="Build training data for action reasoning models.")
     parser.add_argument("--version", action="version", version=f"armdata {pipeline.__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():   # also accepted after the command name
+        add_global_flags(command, default=argparse.SUPPRESS)
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    return re.sub(r"\s*\n\s*", " ", str(exc)).strip() or type(exc).__name__
+
+
+def check_extra(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                extra: list[str]) -> str | None:
+    """Why the arguments neither the command nor Beam understands are refused, or None."""
+    if not extra:
+        return None
+    command = parser._subparsers._group_actions[0].choices[args.command]   # type: ignore
+    ours = [s for a in command._actions for s in a.option_strings]
+    if getattr(args, "accepts_beam_args", False):
+        from pipeline.build import unknown_beam_args
+
+        unknown, beam_names = unknown_beam_args(extra)
+    else:
+        unknown, beam_names = extra, []
+    if not unknown:
+        return None
+    first = next((u for u in unknown if u.startswith("-")), unknown[0])
+    guess = difflib.get_close_matches(first.split("=")[0], ours + beam_names, n=1, cutoff=0.75)
+    hint = f"; did you mean {guess[0]}?" if guess else ""
+    known_by = "armdata " + args.command + (" nor Beam" if beam_names else "")
+    return f"unrecognized argument(s) {' '.join(unknown)}: not an option of {known_by}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.build import ARG_ERRORS
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    logs.configure(verbose=any(a in VERBOSE_FLAGS for a in argv))
+    from pipeline.errors import BuildFailed, UsageError
+    from pipeline.source import SourceError
+    from schemas.config import ConfigError
 
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:  # Beam, TF and absl are chatty at INFO
-        for name in ("apache_beam", "absl", "tensorflow"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not args.verbose:  # Beam, TF and absl are chatty at INFO
-        for name in ("apache_beam", "absl", "tensorflow"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if extra and not getattr(args, "accepts_beam_args", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    problem = check_extra(parser, args, extra)
+    if problem:
+        print(f"armdata {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         if getattr(args, "accepts_beam_args", False):
             return args.func(args, extra)
         return args.func(args)
-    except ARG_ERRORS as exc:
-        print(f"armdata: error: {exc}", file=sys.stderr)
-        return 2
+    except (UsageError, ConfigError, SourceError, BuildFailed) as exc:
+        if args.debug:
+            raise
+        print(f"armdata {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 1 if isinstance(exc, BuildFailed) else 2
 
 
 if __name__ == "__main__":

@@ -5,25 +5,32 @@
    depth maps, since the published checkpoint cannot be downloaded offline;
 3. build with every stage: actions, depth (sensor depth → VQ-VAE codes), trace (projection
    localizer + Lucas–Kanade tracker);
-4. inspect the result and report the tracker's error against the synthetic ground truth.
+4. inspect the result, report the tracker's error against the synthetic ground truth and write
+   `preview` strips of one episode.
+Everything stays in `--workdir` (default ./armdata-demo) for the user to open.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline.errors import UsageError
+
 SEED = 0   # the synthetic dataset's seed; the trace report re-renders its ground truth from it
+MARKER = ".armdata-demo"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="build a small synthetic dataset end to end")
-    p.add_argument("--workdir", help="keep everything here (default: a temporary directory)")
+    p.add_argument("--workdir", default="armdata-demo",
+                   help="folder for the source, the built dataset and the previews (default "
+                        "./armdata-demo; rerunning the demo replaces what it wrote there)")
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--size", type=int, default=128, help="image height and width")
@@ -80,41 +87,67 @@ def trace_report(output: Path, steps: int, size: int) -> dict[str, float]:
     return report
 
 
+def prepare_workdir(work: Path) -> None:
+    """A fresh or earlier demo folder (marked by MARKER): the demo never deletes anything else."""
+    if work.exists() and any(work.iterdir()) and not (work / MARKER).exists():
+        raise UsageError(f"{work} is not empty and not an armdata demo folder; choose another "
+                         f"--workdir")
+    for name in ("source", "depth_png", "vqvae", "preview"):   # an earlier run's, regenerated
+        shutil.rmtree(work / name, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / MARKER).write_text("written by `armdata demo`; rerunning the demo replaces it\n")
+
+
+def first_episode(output: Path) -> str:
+    manifest = json.loads((output / "manifest.json").read_text())
+    return pq.read_table(output / manifest["shards"][0]["path"],
+                         columns=["episode_id"]).column(0)[0].as_py()
+
+
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
-    from pipeline.cli import main
+    from pipeline.cli import main as cli_main
     from pipeline.synthetic import write_synthetic_rlds
 
+    def main(argv: list[str]) -> int:   # the same logging for every step
+        return cli_main((["--verbose"] if args.verbose else []) + argv)
+
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.workdir or tmp)
-        source = write_synthetic_rlds(work / "source", num_episodes=args.episodes,
-                                      num_steps=args.steps, image_size=(args.size, args.size),
-                                      seed=SEED)
-        print(f"[demo] synthetic RLDS dataset: {source}")
-        vqvae = args.vqvae
-        if vqvae is None:
-            n = write_depth_pngs(source, work / "depth_png")
-            print(f"[demo] training a depth VQ-VAE on {n} sensor depth maps "
-                  f"({args.vqvae_epochs} epochs)")
-            # Small batches with a dead-code check every 4: on a CPU, a few epochs of many small
-            # steps learn a spread codebook where a few large steps cannot.
-            if main(["train-vqvae", str(work / "depth_png"), "--out", str(work / "vqvae"),
-                     "--epochs", str(args.vqvae_epochs), "--batch-size", "4", "--lr", "5e-4",
-                     "--restart-every", "4"]) != 0:
-                return 1
-            vqvae = str(work / "vqvae" / "vqvae.pt")
-        output = work / "output"
-        code = main(["build", "--config", "armdata_demo", "--source", str(source),
-                     "--output", str(output), "--overwrite", "--stages", "actions,depth,trace",
-                     "--depth-source", "sensor", "--vqvae", vqvae, "--store-depth",
-                     "--localizer", "projection", "--tracker", "lk", *(beam_args or [])])
-        if code != 0:
-            return code
-        print(f"[demo] built {output}")
-        code = main(["inspect", str(output), "--rows", "2"])
-        err = trace_report(output, args.steps, args.size)
-        print("[demo] lk tracker vs ground truth: " + ", ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in err.items()))
-        print(f"[demo] done in {time.perf_counter() - start:.0f}s"
-              + (f"; files kept in {work}" if args.workdir else ""))
+    work = Path(args.workdir).resolve()
+    prepare_workdir(work)
+    print(f"[demo] working in {work}")
+    source = write_synthetic_rlds(work / "source", num_episodes=args.episodes,
+                                  num_steps=args.steps, image_size=(args.size, args.size),
+                                  seed=SEED)
+    print(f"[demo] synthetic RLDS dataset: {source}")
+    vqvae = args.vqvae
+    if vqvae is None:
+        n = write_depth_pngs(source, work / "depth_png")
+        print(f"[demo] training a depth VQ-VAE on {n} sensor depth maps "
+              f"({args.vqvae_epochs} epochs)")
+        # Small batches with a dead-code check every 4: on a CPU, a few epochs of many small
+        # steps learn a spread codebook where a few large steps cannot.
+        if main(["train-vqvae", str(work / "depth_png"), "--out", str(work / "vqvae"),
+                 "--epochs", str(args.vqvae_epochs), "--batch-size", "4", "--lr", "5e-4",
+                 "--restart-every", "4"]) != 0:
+            return 1
+        vqvae = str(work / "vqvae" / "vqvae.pt")
+    output = work / "output"
+    code = main(["build", "--config", "armdata_demo", "--source", str(source),
+                 "--output", str(output), "--overwrite", "--stages", "actions,depth,trace",
+                 "--depth-source", "sensor", "--vqvae", vqvae, "--store-depth",
+                 "--localizer", "projection", "--tracker", "lk", *(beam_args or [])])
+    if code != 0:
         return code
+    print(f"[demo] built {output}")
+    code = main(["inspect", str(output), "--rows", "2"])
+    err = trace_report(output, args.steps, args.size)
+    print("[demo] lk tracker vs ground truth: " + ", ".join(
+        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in err.items()))
+    preview = work / "preview"
+    if main(["preview", str(output), "--episode", first_episode(output), "--out", str(preview),
+             "--vqvae", vqvae, "--device", "cpu"]) != 0:
+        return 1
+    print(f"[demo] done in {time.perf_counter() - start:.0f}s; everything is in {work}: "
+          f"output/ (the dataset, README.md is its card), preview/ (one PNG per step of an "
+          f"episode: frame + trace | depth | decoded depth tokens), source/ (the input)")
+    return code

@@ -18,6 +18,7 @@ from models.depth_anything import DEFAULT_DEPTH_MODEL, depth_to_u8, estimate_dep
     load_depth_model
 from models.device import DEVICE_CHOICES, resolve_device
 from models.vqvae import load_vqvae, vqvae_input
+from pipeline.errors import UsageError
 from schemas.output import depth_text
 
 ENCODE_BATCH = 64
@@ -90,9 +91,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device, "depth-tokens")
         results = tokenize_files(args.files, args.vqvae, args.depth_model, device)
-    except (RuntimeError, FileNotFoundError, ValueError) as exc:
-        print(f"armdata depth-tokens: error: {exc}", file=sys.stderr)
-        return 2
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:   # models that cannot load
+        raise UsageError(str(exc)) from exc
     if args.json:
         print(json.dumps(results))
     for r in results:

@@ -6,7 +6,8 @@
       → manifest, statistics, dataset card, rejected/
 
 Every stage is a plain `transforms.base.Stage` run by one generic DoFn; rejections of every stage
-are collected into `rejected/`.
+are collected into `rejected/`. Only `DataError` becomes a rejection: any other exception (a bug,
+CUDA out of memory, a missing package) fails the bundle so that the runner retries it.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from schemas.config import DatasetConfig
 from pipeline.finalize import Finalize
 from pipeline.source import ReadShard, SourcePlan, num_source_steps
 from pipeline.writer import SpillEpisode, WriteShard, auto_num_shards, shard_of
-from schemas.episode import Rejection
+from schemas.episode import DataError, Rejection
 from schemas.stats import StatsAccumulator
 from transforms.base import Stage
 from transforms.standardize import standardize_episode
@@ -43,7 +44,7 @@ class Standardize(beam.DoFn):
         total = num_source_steps(raw["steps"])
         try:
             episode = standardize_episode(raw, self.config, episode_id)
-        except Exception as exc:  # any failure here is a property of this episode's data
+        except DataError as exc:  # anything else is a bug: it fails the bundle (and is retried)
             beam.metrics.Metrics.counter("standardize", type(exc).__name__).inc()
             yield TaggedOutput(REJECTED, Rejection(self.config.name, episode_id, None,
                                                    "standardize", str(exc), steps=total))
@@ -70,11 +71,9 @@ class RunStage(beam.DoFn):
     def process(self, episode: Any) -> Iterator[Any]:
         try:
             out, rejections = self.stage.process(episode)
-        except Exception as exc:  # one bad episode must not kill a long job; it is recorded
-            log.exception("stage %s failed on %s", self.stage.name, episode.episode_id)
+        except DataError as exc:  # bad data in this episode; bugs and OOM fail the bundle
             self.stage.count("episode_error")
-            out, rejections = None, [episode.reject(self.stage.name,
-                                                    f"{type(exc).__name__}: {exc}")]
+            out, rejections = None, [episode.reject(self.stage.name, str(exc))]
         for key, n in self.stage.counters.items():
             if n != self.reported[key]:
                 beam.metrics.Metrics.counter(self.stage.name, key).inc(n - self.reported[key])

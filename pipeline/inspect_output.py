@@ -87,7 +87,8 @@ def report(output: str, rows: int, verify: bool) -> dict[str, Any]:
             "statistics": entry, "rows_checked": checked, "round_trip_mismatches": mismatched,
             "max_decode_error_within_q01_q99": max_decode_err, "samples": samples,
             "rejected_by_stage": manifest["rejected"]["by_stage"],
-            "counters": manifest.get("counters", {})}
+            "counters": manifest.get("counters", {}),
+            "stage_options": manifest.get("stage_options", {})}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,8 +97,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=2, default=str))
     else:
         print_report(rep)
-    ok = rep["consistent"] and not rep["round_trip_mismatches"] and not rep["shards_bad_sha256"]
-    return 0 if ok else 1
+    return 0 if passed(rep) else 1
+
+
+def passed(rep: dict[str, Any]) -> bool:
+    """Consistent counts, every row's tokens round-trip, every shard's sha256, and rows at all."""
+    return (rep["consistent"] and not rep["round_trip_mismatches"]
+            and not rep["shards_bad_sha256"] and rep["rows_checked"] > 0)
 
 
 def print_report(rep: dict[str, Any]) -> None:
@@ -109,6 +115,9 @@ def print_report(rep: dict[str, Any]) -> None:
           f"   ({'consistent' if rep['consistent'] else 'INCONSISTENT'})")
     for stage, n in rep["rejected_by_stage"].items():
         print(f"  rejected at {stage}: {n['records']} records, {n['steps']} steps")
+    for stage, options in rep["stage_options"].items():
+        if options:
+            print(f"{stage} options: {json.dumps(options, sort_keys=True)}")
     if rep["counters"]:
         print("counters: " + ", ".join(f"{k}={v}" for k, v in rep["counters"].items()))
     print("columns: " + ", ".join(rep["columns"]))
@@ -121,6 +130,8 @@ def print_report(rep: dict[str, Any]) -> None:
     print(f"token <-> bin round trip: {rep['rows_checked'] - rep['round_trip_mismatches']}/"
           f"{rep['rows_checked']} rows ok; max |decode(bins) - action| within [q01, q99]: "
           f"{rep['max_decode_error_within_q01_q99']:.5f}")
+    if rep["rows_checked"] == 0:
+        print("EMPTY: the dataset has no rows")
     if rep["shards_bad_sha256"]:
         print("SHA256 MISMATCH: " + ", ".join(rep["shards_bad_sha256"]))
     for row in rep["samples"]:

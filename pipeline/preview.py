@@ -11,7 +11,6 @@ import argparse
 import io
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from models.device import DEVICE_CHOICES, resolve_device
 from models.vqvae import decoded_to_u8, load_vqvae
+from pipeline.errors import UsageError
 from schemas.episode import decode_rgb
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ GRIPPER_COLOR = (40, 255, 40)
 GAP = 4
 
 
-class PreviewError(ValueError):
+class PreviewError(UsageError):
     """The dataset or episode cannot be previewed."""
 
 
@@ -163,8 +163,7 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device, "preview")
         paths = write_preview(Path(args.output), args.episode, Path(args.out), args.vqvae,
                               device, args.height)
-    except (PreviewError, RuntimeError, FileNotFoundError, ValueError) as exc:
-        print(f"armdata preview: error: {exc}", file=sys.stderr)
-        return 2
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:   # PreviewError, models
+        raise UsageError(str(exc)) from exc
     print(f"wrote {len(paths)} strips to {args.out}")
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -19,12 +19,13 @@ from models.device import DEVICE_CHOICES, resolve_device
 from models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
     load_pointing_model
 from models.trackers import LKTracker, cotracker_from_hub
+from pipeline.errors import UsageError
 from schemas.config import ArmConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-class TrackError(ValueError):
+class TrackError(UsageError):
     """Bad input for `armdata track`."""
 
 
@@ -63,6 +64,8 @@ def parse_point(text: str) -> tuple[float, float]:
         x, y = (float(v) for v in text.split(","))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected X,Y in pixels, got {text!r}") from exc
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"expected finite X,Y in pixels, got {text!r}")
     return x, y
 
 
@@ -123,9 +126,8 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
 def run(args: argparse.Namespace) -> int:
     try:
         xy, visible = track(args)
-    except (TrackError, ValueError, RuntimeError) as exc:
-        print(f"armdata track: error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, RuntimeError) as exc:   # the tracker's and models' own checks
+        raise UsageError(str(exc)) from exc
     if args.json:
         print(json.dumps({"tracks": [[round(float(x), 3), round(float(y), 3)] for x, y in xy],
                           "visible": [bool(v) for v in visible]}))

@@ -32,6 +32,7 @@ from PIL import Image
 from models.device import DEVICE_CHOICES, autocast, resolve_device
 from models.vqvae import (IMAGE_SIZE, NUM_CODES, VQVAE, EMACodebook, ResidualBlock, load_vqvae,
                           save_vqvae, vqvae_input)
+from pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -331,9 +332,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         history = train(args)
-    except (TrainError, FileNotFoundError, RuntimeError) as exc:
-        print(f"armdata train-vqvae: error: {exc}", file=sys.stderr)
-        return 2
+    except (TrainError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
     for m in history:
         print(json.dumps(m))
     print(f"checkpoint: {Path(args.out) / 'vqvae.pt'}")

@@ -131,10 +131,13 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     for i, arm in enumerate(arms):
         if not isinstance(arm, dict) or set(arm) - {"name", "xyz_indices"}:
             raise ConfigError(f"{source}: arms[{i}] must be a mapping with name and xyz_indices")
-        idx = tuple(arm.get("xyz_indices", (0, 1, 2)))
-        if len(idx) != 3 or not all(isinstance(v, int) and v >= 0 for v in idx):
+        idx = arm.get("xyz_indices", (0, 1, 2))
+        if not isinstance(idx, (list, tuple)) or len(idx) != 3 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in idx):
             raise ConfigError(f"{source}: arms[{i}].xyz_indices must be 3 non-negative ints")
-        parsed_arms.append(ArmConfig(name=str(arm.get("name", f"arm{i}")), xyz_indices=idx))
+        if not isinstance(arm.get("name", ""), str):
+            raise ConfigError(f"{source}: arms[{i}].name must be a string")
+        parsed_arms.append(ArmConfig(name=arm.get("name", f"arm{i}"), xyz_indices=tuple(idx)))
     values["arms"] = tuple(parsed_arms)
     try:
         standardize.FUNCTIONS[values["standardize"]].check_options(values.get("options", {}))

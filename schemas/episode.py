@@ -17,6 +17,12 @@ import numpy as np
 from PIL import Image
 
 
+class DataError(ValueError):
+    """Something is wrong with one episode's (or step's) data: it is rejected with this message.
+    Raised only where data is judged bad, never for bugs or infrastructure failures, which must
+    fail the job instead of turning into rejections."""
+
+
 @dataclass
 class Step:
     index: int                       # index in the source episode (dropped steps leave gaps)
@@ -92,7 +98,7 @@ class Episode:
 
 def load_image(data: bytes) -> Image.Image:
     """Fully decode an encoded frame (truncated files only fail on a full decode). Raises
-    ValueError on corrupt data, with a message that is the same on every run."""
+    DataError on corrupt data, with a message that is the same on every run."""
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
@@ -100,11 +106,11 @@ def load_image(data: bytes) -> Image.Image:
     except Exception as exc:  # PIL raises several types for bad data
         # PIL's messages may name a memory address; keep rejection reasons reproducible.
         detail = re.sub(r"<[^>]* at 0x[0-9a-f]+>", "the data", str(exc))
-        raise ValueError(f"cannot decode image ({len(data)} bytes): {detail}") from exc
+        raise DataError(f"cannot decode image ({len(data)} bytes): {detail}") from exc
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
-    """Decode an encoded frame to (H, W, 3) uint8. Raises ValueError on corrupt data."""
+    """Decode an encoded frame to (H, W, 3) uint8. Raises DataError on corrupt data."""
     return np.asarray(load_image(data).convert("RGB"))
 
 

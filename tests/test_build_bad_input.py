@@ -77,29 +77,17 @@ def test_every_fault_is_rejected_with_reason(faulty_build, index_of):
     assert all(np.isfinite(r["action"]).all() and np.isfinite(r["state"]).all() for r in rows)
 
 
-def test_wrong_keys_reject_every_episode_but_complete(faulty, tmp_path):
-    config = tmp_path / "wrong.yaml"
-    text = (REPO / "configs" / "armdata_demo.yaml").read_text()
-    config.write_text(text.replace("image_key: observation/image", "image_key: observation/img"))
-    out = tmp_path / "out"
-    assert build("--config", config, "--source", faulty, "--output", out) == 0
-    c = json.loads((out / "manifest.json").read_text())["counts"]
-    assert c["episodes_out"] == 0 and c["episodes_rejected"] == c["episodes_in"] == 8
-    assert c["steps_rejected"] == c["steps_in"]
-    reasons = {r["reason"] for r in rejected(out) if r["stage"] == "standardize"}
-    assert any("observation/img" in reason for reason in reasons)
-    assert json.loads((out / "dataset_statistics.json").read_text()) == {}
-
-
-def test_wrong_action_shape_is_rejected(faulty, tmp_path):
+def test_wrong_action_shape_is_rejected(faulty, tmp_path, capsys):
     config = tmp_path / "shape.yaml"
     text = (REPO / "configs" / "armdata_demo.yaml").read_text()
     config.write_text(text.replace(
         "standardize: identity", "standardize: generic\noptions:\n  action_keys: [action, reward]"
         "\n  gripper: open_is_one"))
     out = tmp_path / "out"
-    assert build("--config", config, "--source", faulty, "--output", out) == 0
-    reasons = [r["reason"] for r in rejected(out)]
+    assert build("--config", config, "--source", faulty, "--output", out) == 1   # no row left
+    assert "8 dims" in capsys.readouterr().err and not out.exists()
+    failed = tmp_path / "out.armdata-failed" / "rejected.jsonl"
+    reasons = [json.loads(line)["reason"] for line in failed.read_text().splitlines()]
     assert any("8 dims" in reason for reason in reasons)
 
 
@@ -126,8 +114,9 @@ def test_nonempty_output_needs_overwrite(faulty, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "precious.txt").exists()
     assert build("--config", "armdata_demo", "--source", faulty, "--output", out,
-                 "--max-episodes", "2", "--overwrite") == 0
-    assert not (out / "precious.txt").exists() and (out / "manifest.json").exists()
+                 "--max-episodes", "2", "--overwrite") == 2      # not an armdata output
+    assert "not an armdata output" in capsys.readouterr().err
+    assert (out / "precious.txt").exists()
 
 
 def test_crash_publishes_nothing(faulty, tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, \
     SetupOptions, StandardOptions
 
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
 from pipeline.build import beam_options, make_runner, parse_stages
 
 
@@ -22,7 +24,7 @@ def test_local_default_is_multiprocessing_on_all_cores():
     direct = opts.view_as(DirectOptions)
     assert opts.view_as(StandardOptions).runner == "DirectRunner"
     assert direct.direct_running_mode == "multi_processing" and direct.direct_num_workers >= 1
-    assert type(make_runner(opts)).__name__ == "FnApiRunner"
+    assert isinstance(make_runner(opts), FnApiRunner)
     kept = beam_options(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     assert kept.view_as(DirectOptions).direct_running_mode == "in_memory"
 

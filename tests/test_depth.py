@@ -15,7 +15,6 @@ from hypothesis import given, strategies as st
 from PIL import Image
 
 from models.depth_anything import depth_to_u8, model_input_size
-from pipeline import depth_tokens
 from schemas.config import ConfigError, DatasetConfig
 from schemas.episode import Episode, Step, encode_jpeg, encode_png
 from transforms import depth as depth_stage
@@ -183,10 +182,9 @@ def test_build_arguments_and_stage_from_args() -> None:
 
 
 def run_depth_tokens(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    depth_tokens.register(parser.add_subparsers())
-    args = parser.parse_args(["depth-tokens", *argv])
-    return args.func(args)
+    from pipeline.cli import main
+
+    return main(["depth-tokens", *argv])
 
 
 def test_depth_tokens_cli(assets, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

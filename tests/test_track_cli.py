@@ -1,22 +1,19 @@
 """`armdata track` on generated videos: accuracy, backwards tracking, inputs and errors."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
-from pipeline import track
 from tests.synthetic_video import make_video, write_frames, write_video
 from transforms.trace import trace_error
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="armdata")
-    track.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from pipeline.cli import main
+
+    return main(argv)
 
 
 def _clean_frame(video, t):

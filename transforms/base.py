@@ -4,6 +4,10 @@ A stage is plain Python (testable without Beam). `pipeline.graph` wraps each sta
 DoFn that calls `setup()` once per worker, routes rejections to `rejected/` and turns the stage's
 `counters` into Beam metrics. Stages must keep `__init__` cheap and picklable: models are loaded
 in `setup()`, through `shared_model` so that threads of one worker share one copy.
+
+A stage returns what is wrong with the data as rejections (or raises `DataError` for the whole
+episode); any other exception is a bug or an infrastructure failure (out of memory, a missing
+package) and fails the bundle, so that the runner retries it and the job stops if it persists.
 """
 from __future__ import annotations
 
@@ -31,6 +35,13 @@ class Stage(abc.ABC):
     def process(self, episode: Episode) -> tuple[Episode | None, list[Rejection]]:
         """Return the (possibly modified) episode, or None if the whole episode is rejected, plus
         the rejection records for everything dropped."""
+
+    def options(self) -> dict[str, Any]:
+        """How this stage is configured beyond the dataset config, for the manifest and the card:
+        JSON-able and deterministic (no timestamps, no temporary paths), with the sha256 or Hub
+        revision of every model or file it reads. Called once on the launcher before any Beam
+        work, so it also checks those files: it raises ValueError/OSError naming the file."""
+        return {}
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] += n

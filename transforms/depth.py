@@ -20,9 +20,10 @@ import torch
 from models.depth_anything import DEFAULT_DEPTH_MODEL, SMALL_DEPTH_MODEL, depth_to_u8, \
     estimate_depth, load_depth_model
 from models.device import DEVICE_CHOICES, resolve_device
-from models.vqvae import load_vqvae, vqvae_input
+from models.provenance import describe_file, describe_model
+from models.vqvae import HUB_FILE, HUB_REPO, load_vqvae, resolve_checkpoint, vqvae_input
 from schemas.config import ConfigError, DatasetConfig
-from schemas.episode import Episode, Rejection, decode_rgb, encode_png
+from schemas.episode import DataError, Episode, Rejection, decode_rgb, encode_png
 from transforms.base import Stage, shared_model
 
 SOURCES = ("model", "sensor")
@@ -98,6 +99,19 @@ class DepthStage(Stage):
                                    lambda: load_vqvae(self.vqvae_path, device))
         self._device = device
 
+    def options(self) -> dict[str, Any]:
+        """Depth source, model and VQ-VAE checkpoint (loaded once on the CPU to check it)."""
+        checkpoint = resolve_checkpoint(self.vqvae_path)
+        load_vqvae(str(checkpoint), "cpu")
+        vqvae = describe_file(checkpoint, "VQ-VAE checkpoint")
+        if self.vqvae_path is None:
+            vqvae["path"] = f"{HUB_REPO}/{HUB_FILE}"   # not the local cache's path
+        out: dict[str, Any] = {"source": self.source, "vqvae": vqvae,
+                               "store_depth": self.store_depth}
+        if self.source == "model":
+            out["depth_model"] = describe_model(self.depth_model, "--depth-model")
+        return out
+
     def process(self, episode: Episode) -> tuple[Episode | None, list[Rejection]]:
         if self._device is None:
             self.setup()
@@ -125,7 +139,7 @@ class DepthStage(Stage):
             if self.source == "model":
                 try:
                     inputs[pos] = decode_rgb(step.image)
-                except ValueError as exc:
+                except DataError as exc:
                     self._fail(problems, pos, "image_corrupt", str(exc))
             elif step.sensor_depth is None:
                 self._fail(problems, pos, "sensor_depth_missing", "step has no sensor depth")

@@ -18,14 +18,14 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from PIL import Image
 
-from schemas.episode import Episode, Step, decode_rgb, encode_jpeg, encode_png
+from schemas.episode import DataError, Episode, Step, decode_rgb, encode_jpeg, encode_png
 
 Steps = Mapping[str, np.ndarray]
 Convert = Callable[[Steps, dict[str, Any], str], tuple[np.ndarray, np.ndarray]]
 METADATA_PREFIX = "episode_metadata/"
 
 
-class StandardizeError(ValueError):
+class StandardizeError(DataError):
     """The episode does not have the fields or shapes its dataset config promises."""
 
 
@@ -321,7 +321,7 @@ def _frames(steps: Steps, key: str, keep: np.ndarray, rotate: bool) -> list[byte
     try:
         return [encode_jpeg(np.ascontiguousarray(decode_rgb(f)[::-1, ::-1]), quality=95)
                 for f in frames]
-    except ValueError as exc:
+    except DataError as exc:
         raise StandardizeError(f"step key {key!r}: cannot rotate frame: {exc}") from exc
 
 

@@ -14,17 +14,19 @@ from __future__ import annotations
 import argparse
 import bisect
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from models.device import DEVICE_CHOICES, resolve_device
+from models.provenance import describe_file, describe_model
 from models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer, Localizer, \
     ManualLocalizer, PointingLocalizer, ProjectionLocalizer, load_manual_points, \
     load_pointing_model
 from models.trackers import LKTracker, cotracker_from_hub
 from schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
-from schemas.episode import Episode, Rejection, decode_rgb
+from schemas.episode import DataError, Episode, Rejection, decode_rgb
 from transforms.base import Stage, shared_model
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,26 @@ class TraceStage(Stage):
                 lambda: cotracker_from_hub(self.cotracker_repo, device,
                                            self.cotracker_offline_max_frames))
 
+    def options(self) -> dict[str, Any]:
+        """Localizer and tracker with their models or files (manual points are parsed here)."""
+        out: dict[str, Any] = {"localizer": self.localizer_name, "tracker": self.tracker_name}
+        if self.localizer_name in ("pointing", "fit"):
+            out["pointing_model"] = describe_model(self.pointing_model, "--pointing-model")
+            out["trust_remote_code"] = self.trust_remote_code
+            out["pointing_batch_size"] = self.pointing_batch_size
+        if self.localizer_name == "fit":
+            out.update(fit_frames=self.fit_frames, fit_threshold=self.fit_threshold)
+        if self.localizer_name == "manual":
+            out["manual_points"] = describe_file(self.manual_points, "--manual-points")
+            out["manual_points"]["points"] = len(load_manual_points(self.manual_points))
+        if self.tracker_name == "cotracker3":
+            if self.cotracker_repo is not None and not Path(self.cotracker_repo).is_dir():
+                raise ValueError(f"--cotracker-repo {self.cotracker_repo} is not a directory")
+            out["cotracker"] = {"repo": self.cotracker_repo or "torch.hub facebookresearch/"
+                                "co-tracker", "offline_max_frames":
+                                self.cotracker_offline_max_frames}
+        return out
+
     def _make_localizer(self, device: Any) -> Localizer:
         if self.localizer_name == "projection":
             return ProjectionLocalizer(self.camera)
@@ -200,7 +222,7 @@ class TraceStage(Stage):
         for arm in self.arms:
             try:
                 result = localize_and_track(self._localizer, self._tracker, clip, arm)
-            except ValueError as exc:   # bad calibration/state for this episode: null traces
+            except DataError as exc:   # bad calibration/state for this episode: null traces
                 log.warning("trace %s/%s: %s", episode.episode_id, arm.name, exc)
                 self.count("trace_localizer_error")
                 result = None
@@ -219,7 +241,7 @@ class TraceStage(Stage):
         """Decoded frames of one size, or None (counted) when they cannot be tracked."""
         try:
             frames = [decode_rgb(s.image) for s in episode.steps]
-        except ValueError as exc:
+        except DataError as exc:
             log.warning("trace %s: %s", episode.episode_id, exc)
             self.count("trace_frame_undecodable")
             return None

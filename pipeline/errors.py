@@ -1,0 +1,13 @@
+"""The two ways a command fails on purpose. Anything else is a bug and shows its traceback."""
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """A problem the user can fix — a wrong path, an unreadable file, a bad option. `armdata`
+    prints one line naming the file and the problem and exits 2 (the traceback only with
+    --debug)."""
+
+
+class BuildFailed(RuntimeError):
+    """The job ran but its result must not be published (too many rejections, no row written).
+    One line, exit 1."""
