@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import glob
 import importlib
 import json
 import logging
@@ -189,6 +190,10 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         raise BuildError(f"the source {args.source} is inside the output {args.output}; "
                          f"choose an --output outside the source")
     check_output(args.output, args.overwrite)
+    if storage.is_local(args.output):
+        for kept in sorted(glob.glob(args.output.rstrip("/") + storage.PREVIOUS_MARK + "*")):
+            log.warning("%s holds an earlier output of %s, kept by a build that was stopped "
+                        "while publishing; delete it once you do not need it", kept, args.output)
     check_config_keys(config, args.source)
     plan = plan_source(args.source, args.split, args.max_episodes)
     if plan.num_episodes == 0:

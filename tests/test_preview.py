@@ -1,7 +1,6 @@
 """`armdata preview`: strips of RGB (+trace, gripper) | stored depth | decoded depth tokens."""
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -19,10 +18,9 @@ H, W = 48, 64
 
 
 def run_preview(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    preview.register(parser.add_subparsers())
-    args = parser.parse_args(["preview", *argv])
-    return args.func(args)
+    from pipeline.cli import main
+
+    return main(["preview", *argv])
 
 
 @pytest.fixture(scope="module")
