@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 import threading
 from typing import Any, Iterator
 
@@ -20,7 +21,7 @@ from apache_beam.runners.runner import PipelineState
 import pipeline
 from pipeline import storage
 from schemas.config import ConfigError, DatasetConfig, load_config
-from pipeline.finalize import manifest_text
+from pipeline.finalize import REJECTED_PATH, manifest_text
 from pipeline.graph import build_graph
 from pipeline.source import SourceError, plan_source
 from schemas.output import SCHEMA_VERSION
@@ -62,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-shards", type=int, default=1,
                    help="lower bound for the automatic shard count, e.g. GPUs x loader workers")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output")
+    p.add_argument("--strict", action="store_true",
+                   help="a missing source shard fails before the job; a damaged one (truncated, "
+                        "CRC error) still gives an output but exit status 1")
     for name in STAGE_MODULES:
         stage_module(name).add_build_arguments(p.add_argument_group(f"{name} stage"))
     p.set_defaults(func=run, accepts_beam_args=True)
@@ -121,7 +125,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     if storage.is_local(args.output) and os.path.exists(args.output) \
             and not os.path.isdir(args.output):
         raise BuildError(f"output {args.output} exists and is not a directory")
-    plan = plan_source(args.source, args.split, args.max_episodes)
+    plan = plan_source(args.source, args.split, args.max_episodes, strict=args.strict)
     stats = None
     if args.stats:
         try:
@@ -185,13 +189,18 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
         if state != PipelineState.DONE:
             raise RuntimeError(f"the Beam job ended in state {state}")
         storage.delete_tree(storage.join(staging, "_tmp"))
-        add_counters(staging, result)
+        unread = add_counters(staging, result)["counts"]["episodes_unread"]
         storage.publish(staging, args.output)
     except BaseException:
         log.error("build failed; nothing was published to %s", args.output)
         storage.delete_tree(staging)
         raise
     log.info("published %s", args.output)
+    if unread and args.strict:
+        print(f"armdata: error: {unread} episodes of damaged source shards were not read (see "
+              f"{storage.join(args.output, REJECTED_PATH)}); failing because of --strict",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -204,14 +213,16 @@ def stage_counters(result: Any) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
-def add_counters(staging: str, result: Any) -> None:
-    """Put the job's counters into the finished manifest (written by the job's last step)."""
+def add_counters(staging: str, result: Any) -> dict[str, Any]:
+    """Put the job's counters into the finished manifest (written by the job's last step);
+    returns the manifest."""
     path = storage.join(staging, "manifest.json")
     if not storage.exists(path):
         raise RuntimeError("the job finished without writing manifest.json")
     manifest = json.loads(storage.read_bytes(path))
     manifest["counters"] = stage_counters(result)
     storage.write_bytes(path, manifest_text(manifest).encode())
+    return manifest
 
 
 ARG_ERRORS = (BuildError, ConfigError, SourceError)
