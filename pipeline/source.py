@@ -64,10 +64,11 @@ def open_builder(directory: str):
     return tfds.builder_from_directory(directory)
 
 
-# Reading is fused with every stage up to the spill, so the number of slices is the job's
-# parallelism: shards are cut into pieces until there are about this many (few-shard datasets only;
-# a piece re-reads the records it skips, so large many-shard datasets are never cut).
-TARGET_SLICES = 64
+# Reading runs in the same worker as every stage up to the spill, so the number of slices is the
+# job's parallelism: shards are cut into pieces until there are about this many (few-shard datasets
+# only; a piece re-reads the records it skips, and every piece costs a reader set-up, so datasets
+# with this many shards or more are never cut).
+TARGET_SLICES = 16
 
 
 def split_reads(reads: list[ShardRead], target: int = TARGET_SLICES) -> list[ShardRead]:
