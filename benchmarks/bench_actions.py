@@ -1,11 +1,19 @@
-"""Throughput and peak memory of `armdata build --stages actions`.
+"""Throughput and peak memory of `armdata build --stages actions` against the script a user would
+write instead, on the same generated data in the same run.
 
-Runs the real command in a subprocess on (a) the Bridge sample in ../shared and (b) a generated
-synthetic dataset (default 200 episodes × 40 steps at 128×128), and reports steps/s (whole job,
-start-up included, and excluding a measured empty-job start-up) and the peak RSS of the whole
-process tree (launcher + Beam workers), sampled every 100 ms.
+The data: a synthetic RLDS dataset written with tfds (default 300 episodes × 40 steps, 256×256 JPEG
+main and wrist images, float32 sensor depth, 16 TFRecord shards). The baseline (`naive_script`
+below, run as its own process): `tfds.builder_from_directory`, images left encoded with
+`SkipDecoding`, `flat_map` over the steps, `batch(1024)`, numpy q01/q99, 256-bin digitize, one
+pyarrow Parquet write; it validates nothing. armdata runs the real command (default Beam options:
+one worker process per core) and decodes every image to validate it. Both are timed as whole
+commands, start-up included; peak RSS is of the whole process tree, sampled every 100 ms.
 
-    python benchmarks/bench_actions.py [--episodes 200] [--steps 40] [--workers 2]
+    python benchmarks/bench_actions.py [--episodes 300] [--steps 40] [--size 256] [--shards 16]
+                                       [--repeat 1] [--data DIR]
+
+`--data DIR` keeps the generated dataset in DIR (generated on first use; takes minutes) so that
+repeated runs skip generation.
 """
 from __future__ import annotations
 
@@ -20,8 +28,40 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-BRIDGE = REPO.parent / "shared" / "data" / "bridge_debug" / "bridge_dataset" / "1.0.0"
 sys.path.insert(0, str(REPO))
+
+NAIVE_SCRIPT = r'''
+import sys
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tensorflow_datasets as tfds
+
+source, output = sys.argv[1:3]
+builder = tfds.builder_from_directory(source)
+skip = tfds.decode.SkipDecoding()
+ds = builder.as_dataset(split="train", shuffle_files=False, decoders={
+    "steps": {"observation": {"image": skip, "wrist_image": skip}}})
+ds = ds.flat_map(lambda episode: episode["steps"]).batch(1024)
+cols = {"image": [], "wrist_image": [], "state": [], "action": [], "instruction": []}
+for batch in tfds.as_numpy(ds):
+    cols["image"] += list(batch["observation"]["image"])
+    cols["wrist_image"] += list(batch["observation"]["wrist_image"])
+    cols["state"].append(batch["observation"]["state"])
+    cols["action"].append(batch["action"])
+    cols["instruction"] += [s.decode() for s in batch["language_instruction"]]
+action = np.concatenate(cols["action"])
+state = np.concatenate(cols["state"])
+q01, q99 = np.quantile(action, [0.01, 0.99], axis=0)
+normalized = np.clip(2 * (action - q01) / np.maximum(q99 - q01, 1e-8) - 1, -1, 1)
+bins = np.digitize(normalized, np.linspace(-1, 1, 256)).astype(np.int16)
+table = pa.table({"image": cols["image"], "wrist_image": cols["wrist_image"],
+                  "instruction": cols["instruction"], "state": list(state),
+                  "action": list(action), "action_normalized": list(normalized),
+                  "action_bins": list(bins)})
+pq.write_table(table, output, compression="zstd")
+print(table.num_rows)
+'''
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -34,58 +74,74 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def timed_build(config: str, source: Path, output: Path, workers: int,
-                extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "pipeline.cli", "build", "--config", config, "--source",
-           str(source), "--output", str(output), "--stages", "actions",
-           f"--direct_num_workers={workers}", *extra]
+def timed(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS of the process tree, stdout) of a command that must succeed."""
     start = time.perf_counter()
-    proc = psutil.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = psutil.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_rss(proc))
         time.sleep(0.1)
     wall = time.perf_counter() - start
+    out, err = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"build failed:\n{proc.stderr.read().decode()[-3000:]}")
+        raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{err.decode()[-3000:]}")
+    return wall, peak, out.decode()
+
+
+def run_naive(source: Path, output: Path) -> dict:
+    wall, peak, out = timed([sys.executable, "-c", NAIVE_SCRIPT, str(source), str(output)])
+    return {"wall_s": wall, "steps": int(out.split()[-1]), "peak_rss_mb": peak / 2**20}
+
+
+def run_armdata(source: Path, output: Path) -> dict:
+    wall, peak, _ = timed([sys.executable, "-m", "pipeline.cli", "build", "--config",
+                           "armdata_demo", "--source", str(source), "--output", str(output),
+                           "--stages", "actions"])
     counts = json.loads((output / "manifest.json").read_text())["counts"]
-    return {"wall_s": wall, "steps": counts["steps_out"], "episodes": counts["episodes_out"],
-            "peak_rss_mb": peak / 2**20}
+    return {"wall_s": wall, "steps": counts["steps_out"], "peak_rss_mb": peak / 2**20}
+
+
+def dataset(root: Path, args: argparse.Namespace) -> Path:
+    from pipeline.synthetic import VERSION, write_synthetic_rlds
+
+    version_dir = root / "armdata_demo" / VERSION
+    if (version_dir / "dataset_info.json").exists():
+        print(f"using the dataset in {version_dir}")
+        return version_dir
+    t0 = time.perf_counter()
+    write_synthetic_rlds(root, num_episodes=args.episodes, num_steps=args.steps,
+                         image_size=(args.size, args.size), seed=1, num_shards=args.shards)
+    print(f"generated {args.episodes} episodes x {args.steps} steps ({args.size}x{args.size}, "
+          f"{args.shards} shards) in {time.perf_counter() - t0:.0f}s")
+    return version_dir
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--episodes", type=int, default=200)
+    ap.add_argument("--episodes", type=int, default=300)
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--shards", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two this many times")
+    ap.add_argument("--data", type=Path, help="keep/reuse the generated dataset here")
     args = ap.parse_args()
-    from pipeline.synthetic import write_synthetic_rlds
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t0 = time.perf_counter()
-        synth = write_synthetic_rlds(tmp / "src", num_episodes=args.episodes,
-                                     num_steps=args.steps, image_size=(args.size, args.size),
-                                     seed=1, num_shards=4)
-        print(f"generated {args.episodes} episodes x {args.steps} steps in "
-              f"{time.perf_counter() - t0:.1f}s")
-        # Fixed cost of a job (interpreter, TF/Beam imports, worker start-up): one episode.
-        base = timed_build("armdata_demo", synth, tmp / "base", args.workers,
-                           ["--max-episodes", "1"])
-        runs = {"synthetic": timed_build("armdata_demo", synth, tmp / "synth", args.workers, [])}
-        if BRIDGE.exists():
-            runs["bridge_sample"] = timed_build("bridge_dataset", BRIDGE, tmp / "bridge",
-                                                args.workers, [])
-        print(f"job start-up (1-episode build): {base['wall_s']:.1f}s, "
-              f"peak RSS {base['peak_rss_mb']:.0f} MB")
-        print(f"{'dataset':15s} {'episodes':>8s} {'steps':>7s} {'wall s':>7s} {'steps/s':>8s} "
-              f"{'steps/s excl. start-up':>22s} {'peak RSS MB':>11s}")
-        for name, r in runs.items():
-            net = max(r["wall_s"] - base["wall_s"], 1e-6)
-            print(f"{name:15s} {r['episodes']:8d} {r['steps']:7d} {r['wall_s']:7.1f} "
-                  f"{r['steps'] / r['wall_s']:8.1f} {r['steps'] / net:22.1f} "
-                  f"{r['peak_rss_mb']:11.0f}")
+        source = dataset(args.data or tmp / "src", args)
+        print(f"{'run':>3s} {'command':8s} {'steps':>6s} {'wall s':>7s} {'steps/s':>8s} "
+              f"{'peak RSS MB':>11s} {'armdata/naive':>13s}")
+        for i in range(args.repeat):
+            naive = run_naive(source, tmp / f"naive{i}.parquet")
+            ours = run_armdata(source, tmp / f"armdata{i}")
+            if naive["steps"] != ours["steps"]:
+                raise SystemExit(f"step counts differ: naive {naive['steps']}, "
+                                 f"armdata {ours['steps']}")
+            ratio = naive["wall_s"] / ours["wall_s"]
+            for name, r in (("naive", naive), ("armdata", ours)):
+                print(f"{i:3d} {name:8s} {r['steps']:6d} {r['wall_s']:7.1f} "
+                      f"{r['steps'] / r['wall_s']:8.1f} {r['peak_rss_mb']:11.0f} "
+                      f"{f'{ratio:.2f}x' if name == 'armdata' else '':>13s}")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-reject-fraction", type=float, default=0.5,
                    help="fail (publish nothing) when more than this fraction of the input "
                         "episodes or steps is rejected (default 0.5)")
+    p.add_argument("--strict", action="store_true",
+                   help="a missing source shard fails before the job; a damaged one (truncated, "
+                        "CRC error) still gives an output but exit status 1")
     for name in STAGE_MODULES:
         stage_module(name).add_build_arguments(p.add_argument_group(f"{name} stage"))
     p.set_defaults(func=run, accepts_beam_args=True)
@@ -195,7 +198,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("%s holds an earlier output of %s, kept by a build that was stopped "
                         "while publishing; delete it once you do not need it", kept, args.output)
     check_config_keys(config, args.source)
-    plan = plan_source(args.source, args.split, args.max_episodes)
+    plan = plan_source(args.source, args.split, args.max_episodes, strict=args.strict)
     if plan.num_episodes == 0:
         raise BuildError(f"split {args.split!r} of {args.source} selects no episode")
     stats = None
@@ -275,6 +278,12 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
             raise
     storage.delete_tree(failed_dir(args.output))   # an earlier failed attempt's report
     print(summary(manifest, args.output))
+    unread = manifest["counts"]["episodes_unread"]
+    if unread and args.strict:
+        print(f"armdata: error: {unread} episodes of damaged source shards were not read (see "
+              f"{storage.join(args.output, REJECTED_PATH)}); failing because of --strict",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -328,7 +337,8 @@ def stage_counters(result: Any) -> dict[str, int]:
 
 
 def add_counters(staging: str, result: Any) -> dict[str, Any]:
-    """Put the job's counters into the finished manifest (written by the job's last step)."""
+    """Put the job's counters into the finished manifest (written by the job's last step);
+    returns the manifest."""
     path = storage.join(staging, "manifest.json")
     if not storage.exists(path):
         raise RuntimeError("the job finished without writing manifest.json")

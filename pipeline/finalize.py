@@ -10,6 +10,7 @@ import apache_beam as beam
 
 from pipeline import storage
 from pipeline.card import dataset_card
+from pipeline.source import READ_STAGE, SliceReport, shard_damage
 from pipeline.writer import rejection_lines
 from schemas.episode import Rejection
 from schemas.stats import dumps_stats
@@ -24,14 +25,18 @@ def manifest_text(manifest: dict[str, Any]) -> str:
 
 
 def build_counts(inputs: dict[str, int], shards: list[dict[str, Any]],
-                 rejections: list[Rejection]) -> dict[str, int]:
+                 rejections: list[Rejection], unread: int = 0) -> dict[str, int]:
     """Counts where `in = out + rejected` can be checked: inputs are counted at the source,
-    outputs in the written shards and rejections in rejected/, independently."""
+    outputs in the written shards and rejections in rejected/, independently. `unread` episodes
+    (planned from damaged or missing source shards but not read; their step counts are unknown)
+    are in both `episodes_in` and `episodes_rejected`, through their shards' dead letters."""
     steps_in = inputs.get("steps_source", 0) - inputs.get("steps_dropped_by_config", 0)
     return {
-        "episodes_in": inputs.get("episodes_in", 0),
+        "episodes_in": inputs.get("episodes_in", 0) + unread,
         "episodes_out": sum(s["episodes"] for s in shards),
-        "episodes_rejected": sum(1 for r in rejections if r.step is None),
+        "episodes_rejected": unread + sum(1 for r in rejections
+                                          if r.step is None and r.stage != READ_STAGE),
+        "episodes_unread": unread,
         "steps_in": steps_in,
         "steps_out": sum(s["rows"] for s in shards),
         "steps_rejected": sum(r.steps for r in rejections),
@@ -51,9 +56,12 @@ class Finalize(beam.DoFn):
         self.manifest_base = manifest_base
 
     def process(self, _: None, shards: list[dict[str, Any]], inputs: dict[str, int],
-                stats: dict[str, Any] | None, rejections: list[Rejection]) -> Iterator[str]:
+                stats: dict[str, Any] | None, rejections: list[Rejection],
+                reports: list[SliceReport]) -> Iterator[str]:
         shards = sorted(shards, key=lambda s: s["path"])
-        counts = build_counts(inputs, shards, rejections)
+        dead, unread = shard_damage(reports, self.manifest_base["config"]["name"])
+        rejections = rejections + dead
+        counts = build_counts(inputs, shards, rejections, unread)
         if not counts_consistent(counts):
             raise RuntimeError(f"accounting mismatch, refusing to publish: {counts}")
         storage.write_bytes(storage.join(self.staging, REJECTED_PATH),

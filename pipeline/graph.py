@@ -22,7 +22,7 @@ from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from pipeline import storage
 from schemas.config import DatasetConfig
 from pipeline.finalize import Finalize
-from pipeline.source import ReadShard, SourcePlan, num_source_steps
+from pipeline.source import REPORTS, ReadShard, SourcePlan, num_source_steps
 from pipeline.writer import SpillEpisode, WriteShard, auto_num_shards, shard_of
 from schemas.episode import DataError, Rejection
 from schemas.stats import StatsAccumulator
@@ -120,11 +120,12 @@ def sum_dicts(dicts: Any) -> dict[str, int]:
 def build_graph(p: beam.Pipeline, plan: SourcePlan, config: DatasetConfig, stages: list[Stage],
                 staging: str, stats: dict | None, num_shards: int | None, min_shards: int,
                 manifest_base: dict[str, Any]) -> None:
-    read = (p
-            | "ShardSlices" >> beam.Create(list(plan.reads))
-            | "ReadRLDS" >> beam.ParDo(ReadShard(plan.directory))
-            | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
-                REJECTED, "accounting", main="episodes"))
+    raw = (p
+           | "ShardSlices" >> beam.Create(list(plan.reads))
+           | "ReadRLDS" >> beam.ParDo(ReadShard(plan.directory)).with_outputs(
+               REPORTS, main="episodes"))
+    read = raw.episodes | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
+        REJECTED, "accounting", main="episodes")
     rejected = [read[REJECTED]]
     # No shuffle before the spill: reading, every stage and the spill run fused, one episode at a
     # time, so pixels are never materialized between steps (parallelism comes from the slices).
@@ -168,4 +169,4 @@ def build_graph(p: beam.Pipeline, plan: SourcePlan, config: DatasetConfig, stage
     _ = (p | "FinalizeTrigger" >> beam.Create([None])
          | "Finalize" >> beam.ParDo(Finalize(staging, manifest_base), AsList(shard_files),
                                     AsSingleton(counts), AsSingleton(stats_pc),
-                                    AsList(all_rejected)))
+                                    AsList(all_rejected), AsList(raw[REPORTS])))

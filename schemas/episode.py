@@ -99,10 +99,26 @@ class Episode:
 def load_image(data: bytes) -> Image.Image:
     """Fully decode an encoded frame (truncated files only fail on a full decode). Raises
     DataError on corrupt data, with a message that is the same on every run."""
+    return _decode(data, draft=False)[0]
+
+
+def check_image(data: bytes) -> tuple[int, int]:
+    """(w, h) of an encoded frame, after reading all of its compressed data. JPEGs decode at 1/8
+    scale (libjpeg's DCT scaling): every entropy-coded block is still decoded, so truncated and
+    corrupt data fail exactly as in a full decode, at a fraction of the cost. Raises DataError
+    like `load_image`."""
+    return _decode(data, draft=True)[1]
+
+
+def _decode(data: bytes, draft: bool) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded image and its stored (w, h) (a draft decode is smaller than that)."""
     try:
         img = Image.open(io.BytesIO(data))
+        size = img.size
+        if draft:
+            img.draft(img.mode, (img.width // 8, img.height // 8))   # a no-op for non-JPEG
         img.load()
-        return img
+        return img, size
     except Exception as exc:  # PIL raises several types for bad data
         # PIL's messages may name a memory address; keep rejection reasons reproducible.
         detail = re.sub(r"<[^>]* at 0x[0-9a-f]+>", "the data", str(exc))

@@ -28,3 +28,23 @@ def test_flatten_and_length():
     flat = flatten(nested)
     assert sorted(flat) == ["action", "observation/image", "observation/state"]
     assert num_source_steps(flat) == 4 and num_source_steps({}) == 0
+
+
+def test_shard_damage_one_dead_letter_per_shard():
+    from pipeline.source import SliceReport, shard_damage
+
+    a0, a1, a2 = (ShardRead("/d/x-train.tfrecord-00000-of-00002", s, 3, 9) for s in (0, 3, 6))
+    b = ShardRead("/d/x-train.tfrecord-00001-of-00002", 0, 4, 4)
+    error = "DataLossError: truncated record at 1234"
+    reports = [SliceReport(a2, 0, error), SliceReport(a0, 3, None), SliceReport(a1, 1, error),
+               SliceReport(b, 4, None)]
+    (dead,), unread = shard_damage(reports, "ds")
+    assert unread == 5
+    assert dead.episode_id == "ds/x-train.tfrecord-00000-of-00002" and dead.stage == "read"
+    assert dead.step is None and dead.steps == 0
+    assert "at byte offset 1234" in dead.reason and "/d/x-train.tfrecord-00000-of-00002" in dead.reason
+    assert "holds 9 episodes, 4 of the 9 to read were read" in dead.reason
+    # A shard that ends early without an error is damage too; a complete one is not.
+    (short,), unread = shard_damage([SliceReport(b, 2, None)], "ds")
+    assert unread == 2 and "ends early" in short.reason
+    assert shard_damage([SliceReport(b, 4, None)], "ds") == ([], 0)

@@ -364,7 +364,8 @@ def _depth_maps(value: Any, keep: np.ndarray, key: str, scale: float) -> list[np
         if array.ndim != 3 or not np.issubdtype(array.dtype, np.number):
             raise StandardizeError(f"step key {key!r}: expected depth of shape (T, H, W) or "
                                    f"(T, H, W, 1), got {array.shape} dtype {array.dtype}")
-        return [array[i].astype(np.float32) * np.float32(scale) for i in keep]
+        maps = array[keep].astype(np.float32, copy=False)   # one copy for the episode
+        return list(maps if scale == 1 else maps * np.float32(scale))
     maps = []
     for i in keep:
         try:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from schemas.config import DatasetConfig
-from schemas.episode import Episode, Rejection, Step, load_image
+from schemas.episode import Episode, Rejection, Step, check_image
 from transforms.base import Stage
 
 
 def image_size(data: bytes | None, what: str) -> tuple[int, int]:
-    """(w, h) of an encoded frame, fully decoded so that truncated files are caught."""
+    """(w, h) of an encoded frame, all of whose data is decoded so that truncated or corrupt files
+    are caught (see `check_image`)."""
     if not data:
         raise ValueError(f"{what} is empty")
     try:
-        return load_image(data).size
+        return check_image(data)
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from exc
 
