@@ -22,6 +22,7 @@ from pipeline import storage
 from schemas.config import ConfigError, DatasetConfig, load_config
 from pipeline.finalize import manifest_text
 from pipeline.graph import build_graph
+from pipeline.lerobot_source import LeRobotPlan, is_lerobot, plan_lerobot
 from pipeline.source import SourceError, plan_source
 from schemas.output import SCHEMA_VERSION
 from schemas.stats import load_stats
@@ -50,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "--temp_location gs://... --setup_file ./setup.py).")
     p.add_argument("--config", required=True, help="bundled config name or path to a YAML file")
     p.add_argument("--source", required=True,
-                   help="TFDS dataset version directory (local or gs://), e.g. .../1.0.0")
+                   help="TFDS dataset version directory (local or gs://), e.g. .../1.0.0, or a "
+                        "LeRobot v2.1/v3.0 dataset directory (with meta/info.json)")
     p.add_argument("--output", required=True, help="output directory (local or gs://)")
     p.add_argument("--split", default="train", help="split expression, e.g. train or train[:10%%]")
     p.add_argument("--max-episodes", type=int, help="read at most this many episodes")
@@ -121,7 +123,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     if storage.is_local(args.output) and os.path.exists(args.output) \
             and not os.path.isdir(args.output):
         raise BuildError(f"output {args.output} exists and is not a directory")
-    plan = plan_source(args.source, args.split, args.max_episodes)
+    plan = plan_lerobot(args.source, args.split, args.max_episodes) if is_lerobot(args.source) \
+        else plan_source(args.source, args.split, args.max_episodes)
     stats = None
     if args.stats:
         try:
@@ -136,7 +139,9 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         "config_hash": config.hash(),
         "source": {"directory": plan.directory, "builder_name": plan.builder_name,
                    "version": plan.version, "split": plan.split,
-                   "max_episodes": args.max_episodes, "episodes_planned": plan.num_episodes},
+                   "max_episodes": args.max_episodes, "episodes_planned": plan.num_episodes,
+                   **({"format": "lerobot", "fps": plan.fps} if isinstance(plan, LeRobotPlan)
+                      else {})},
         "stages": ["actions", *names],
         "statistics_source": args.stats or "computed",
     }
