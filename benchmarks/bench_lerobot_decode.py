@@ -36,7 +36,7 @@ def main() -> None:
         root = lerobot_data.write_v30(Path(tmp) / "bench", [args.frames] * args.episodes)
         plan = plan_lerobot(str(root), "train", None)
         fps = plan.fps
-        videos = [(root / path, offset) for r in plan.reads
+        videos = [(root / path, offset) for r in plan.episodes
                   for key, path, offset in r.videos if key == KEY]
         total = args.episodes * args.frames
         times = np.arange(args.frames) / fps
@@ -55,8 +55,8 @@ def main() -> None:
         reader = ReadLeRobotEpisode(plan)
         reader.setup()
         start = time.perf_counter()
-        n = sum(len(raw["steps"]["frame_index"]) for read in plan.reads
-                for raw in reader.process(read))
+        n = sum(len(raw["steps"]["frame_index"]) for piece in plan.reads
+                for raw in reader.process(piece))
         t_reader = time.perf_counter() - start
     print(f"{args.episodes} episodes x {args.frames} frames, {args.size}x{args.size} AV1")
     print(f"seek + decode per frame:   {total / t_one:8.1f} frames/s")

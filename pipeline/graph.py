@@ -119,9 +119,9 @@ def sum_dicts(dicts: Any) -> dict[str, int]:
     return dict(total)
 
 
-def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: DatasetConfig, stages: list[Stage],
-                staging: str, stats: dict | None, num_shards: int | None, min_shards: int,
-                manifest_base: dict[str, Any]) -> None:
+def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: DatasetConfig,
+                stages: list[Stage], staging: str, stats: dict | None, num_shards: int | None,
+                min_shards: int, manifest_base: dict[str, Any]) -> None:
     read = (p
             | "ShardSlices" >> beam.Create(list(plan.reads))
             | "ReadRLDS" >> beam.ParDo(ReadLeRobotEpisode(plan) if isinstance(plan, LeRobotPlan)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import apache_beam as beam
@@ -51,17 +51,32 @@ class EpisodeRead:
 
 
 @dataclass(frozen=True)
+class EpisodeSlice:
+    """Positions [start, stop) in the plan's episode list: one Beam element."""
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
 class LeRobotPlan:
     directory: str
     builder_name: str          # the dataset folder's name
     version: str               # codebase_version
     split: str
+    max_episodes: int | None
     num_episodes: int
     fps: float
     tasks: tuple[str, ...]     # task_index → task
     image_keys: tuple[str, ...]
     video_keys: tuple[str, ...]
-    reads: tuple[EpisodeRead, ...]
+    reads: tuple[EpisodeSlice, ...]
+    # Launcher only: workers list the episodes again in setup() (`select_episodes`), so the graph
+    # carries small slices, not millions of paths (Dataflow bounds the job graph's size).
+    episodes: tuple[EpisodeRead, ...] = ()
+
+
+# Beam elements; the read is fused with the stages, so this bounds the job's parallelism.
+MAX_SLICES = 4096
 
 
 def is_lerobot(directory: str) -> bool:
@@ -96,32 +111,41 @@ def split_range(info: dict[str, Any], split: str, directory: str) -> range:
     return range(start, stop)
 
 
-def plan_lerobot(directory: str, split: str, max_episodes: int | None) -> LeRobotPlan:
-    """Read LeRobot's metadata and list the episodes to read. Raises SourceError naming what is
-    wrong (unsupported version, unknown split, missing files)."""
-    directory = directory.rstrip("/")
+def select_episodes(directory: str, split: str, max_episodes: int | None
+                    ) -> tuple[dict[str, Any], tuple[str, ...], list[EpisodeRead]]:
+    """info.json, the tasks and the split's episodes in index order (first `max_episodes`)."""
     info = _json(directory, "meta/info.json")
     version = info.get("codebase_version")
     if version not in VERSIONS:
         raise SourceError(f"{directory}: LeRobot codebase_version {version!r} is not supported "
                           f"(supported: {', '.join(VERSIONS)})")
-    features = info.get("features") or {}
-    image_keys = tuple(k for k, f in features.items() if f.get("dtype") == "image")
-    video_keys = tuple(k for k, f in features.items() if f.get("dtype") == "video")
+    video_keys = tuple(k for k, f in (info.get("features") or {}).items()
+                       if f.get("dtype") == "video")
     wanted = split_range(info, split, directory)
-    if version == "v2.1":
-        tasks, reads = _plan_v21(directory, info, video_keys)
-    else:
-        tasks, reads = _plan_v30(directory, info, video_keys)
-    reads = [r for r in reads if r.episode_index in wanted]
-    reads.sort(key=lambda r: r.episode_index)
-    if max_episodes is not None:
-        reads = reads[:max_episodes]
+    plan_episodes = _plan_v21 if version == "v2.1" else _plan_v30
+    tasks, reads = plan_episodes(directory, info, video_keys)
+    reads = sorted((r for r in reads if r.episode_index in wanted), key=lambda r: r.episode_index)
+    return info, tasks, reads[:max_episodes] if max_episodes is not None else reads
+
+
+def plan_lerobot(directory: str, split: str, max_episodes: int | None) -> LeRobotPlan:
+    """Read LeRobot's metadata and plan the episodes to read. Raises SourceError naming what is
+    wrong (unsupported version, unknown split, missing files)."""
+    directory = directory.rstrip("/")
+    info, tasks, reads = select_episodes(directory, split, max_episodes)
+    present = {p[len(directory) + 1:] for p in storage.list_files(directory)}
     for path in sorted({r.data_file for r in reads} | {v[1] for r in reads for v in r.videos}):
-        if not storage.exists(storage.join(directory, path)):
+        if path not in present:
             raise SourceError(f"{directory}: {path} listed in the LeRobot metadata is missing")
-    return LeRobotPlan(directory, directory.rsplit("/", 1)[-1], version, split, len(reads),
-                       float(info["fps"]), tasks, image_keys, video_keys, tuple(reads))
+    features = info.get("features") or {}
+    size = max(1, -(-len(reads) // MAX_SLICES))
+    return LeRobotPlan(
+        directory, directory.rsplit("/", 1)[-1], info["codebase_version"], split, max_episodes,
+        len(reads), float(info["fps"]), tasks,
+        tuple(k for k, f in features.items() if f.get("dtype") == "image"),
+        tuple(k for k, f in features.items() if f.get("dtype") == "video"),
+        tuple(EpisodeSlice(i, min(i + size, len(reads))) for i in range(0, len(reads), size)),
+        tuple(reads))
 
 
 def _plan_v21(directory: str, info: dict[str, Any],
@@ -233,24 +257,30 @@ def episode_steps(table: pa.Table, plan: LeRobotPlan, read: EpisodeRead) -> dict
 
 
 class ReadLeRobotEpisode(beam.DoFn):
-    """EpisodeRead → raw episode `{"tfds_id", "steps", "episode_metadata"}`."""
+    """EpisodeSlice → raw episodes `{"tfds_id", "steps", "episode_metadata"}`."""
 
     def __init__(self, plan: LeRobotPlan) -> None:
-        self.plan = plan
+        self.plan = replace(plan, reads=(), episodes=())
 
     def setup(self) -> None:
-        self.episodes = beam.metrics.Metrics.counter("read", "episodes")
+        self.episodes = select_episodes(self.plan.directory, self.plan.split,
+                                        self.plan.max_episodes)[2]
+        self.counter = beam.metrics.Metrics.counter("read", "episodes")
 
-    def process(self, read: EpisodeRead) -> Iterator[dict[str, Any]]:
+    def process(self, piece: EpisodeSlice) -> Iterator[dict[str, Any]]:
+        for read in self.episodes[piece.start:piece.stop]:
+            yield self.read_episode(read)
+            self.counter.inc()
+
+    def read_episode(self, read: EpisodeRead) -> dict[str, Any]:
         # v3.0 files hold many episodes: the filter skips row groups by their statistics
         rows = [("index", ">=", read.start), ("index", "<", read.stop)] \
             if read.start is not None else [("episode_index", "=", read.episode_index)]
         with storage.open_read(storage.join(self.plan.directory, read.data_file)) as f:
             table = pq.read_table(f, filters=rows)
         steps = episode_steps(table, self.plan, read)
-        self.episodes.inc()
-        yield {"tfds_id": f"{self.plan.builder_name}/episode_{read.episode_index:06d}",
-               "steps": steps,
-               "episode_metadata": {"episode_index": read.episode_index,
-                                    "tasks": sorted({str(t) for t in steps["task"]}),
-                                    "length": read.length, "lerobot_version": self.plan.version}}
+        return {"tfds_id": f"{self.plan.builder_name}/episode_{read.episode_index:06d}",
+                "steps": steps,
+                "episode_metadata": {"episode_index": read.episode_index,
+                                     "tasks": sorted({str(t) for t in steps["task"]}),
+                                     "length": read.length, "lerobot_version": self.plan.version}}

@@ -34,13 +34,14 @@ def level(image: np.ndarray) -> float:
 def read_all(plan: LeRobotPlan) -> list[dict]:
     reader = ReadLeRobotEpisode(plan)
     reader.setup()
-    return [raw for read in plan.reads for raw in reader.process(read)]
+    return [raw for piece in plan.reads for raw in reader.process(piece)]
 
 
 def test_plan_and_read_episodes_by_timestamp(source: Path) -> None:
     assert is_lerobot(str(source))
     plan = plan_lerobot(str(source), "train", None)
-    assert plan.num_episodes == 3 and plan.fps == lerobot_data.FPS
+    assert plan.num_episodes == len(plan.episodes) == 3 and plan.fps == lerobot_data.FPS
+    assert [(r.start, r.stop) for r in plan.reads] == [(0, 1), (1, 2), (2, 3)]
     assert "observation.images.image" in plan.video_keys
     raws = read_all(plan)
     assert [r["tfds_id"] for r in raws] == [f"{source.name}/episode_{e:06d}" for e in range(3)]
@@ -98,3 +99,20 @@ def test_build_from_lerobot(source: Path, tmp_path: Path, capsys: pytest.Capture
     assert armdata("build", "--config", "libero_10_lerobot", "--source", source,
                    "--output", tmp_path / "x", "--split", "test") == 2
     assert "bad split" in capsys.readouterr().err
+
+
+def test_slices_are_small_elements(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most MAX_SLICES Beam elements of episode ranges; the DoFn carries no episode list and
+    lists the episodes again on the worker."""
+    import pickle
+
+    from pipeline import lerobot_source
+
+    monkeypatch.setattr(lerobot_source, "MAX_SLICES", 2)
+    plan = plan_lerobot(str(source), "train", None)
+    assert [(r.start, r.stop) for r in plan.reads] == [(0, 2), (2, 3)]
+    reader = pickle.loads(pickle.dumps(ReadLeRobotEpisode(plan)))
+    assert reader.plan.episodes == () and reader.plan.reads == ()
+    reader.setup()
+    ids = [raw["tfds_id"] for piece in plan.reads for raw in reader.process(piece)]
+    assert ids == [f"{source.name}/episode_{e:06d}" for e in range(3)]
