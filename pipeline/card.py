@@ -12,10 +12,10 @@ COLUMN_DOCS = {
     "step": "index of the step in the source episode (dropped steps leave gaps)",
     "num_steps": "length of the source episode",
     "instruction": "language instruction",
-    "image": "primary camera frame, encoded (JPEG as in the source)",
+    "image": "primary camera frame: Image feature {bytes, path}, bytes encoded as in the source",
     "image_width": "frame width in pixels",
     "image_height": "frame height in pixels",
-    "wrist_image": "wrist camera frame, encoded (null if the source has none)",
+    "wrist_image": "wrist camera frame, Image feature (null if the source has none)",
     "state": "proprioceptive state (float32)",
     "action": "canonical action [dx, dy, dz, droll, dpitch, dyaw, gripper] (gripper 1 = open)",
     "action_normalized": "BOUNDS_Q99 normalized action in [-1, 1] (gripper passes through)",
@@ -28,7 +28,7 @@ COLUMN_DOCS = {
     "is_terminal": "terminal step",
     "depth_codes": "100 VQ-VAE depth codes in 0..127 (depth stage)",
     "depth_tokens": "`<DEPTH_START><DEPTH_k>...<DEPTH_END>` (depth stage)",
-    "depth_png": "8-bit depth map as PNG (depth stage with --store-depth)",
+    "depth_png": "8-bit depth map, Image feature of a PNG (depth stage with --store-depth)",
     "gripper_xy": "gripper position in pixels (trace stage)",
     "gripper_visible": "gripper visible in this frame (trace stage)",
     "trace": "1-5 future gripper points, [x, y] in 0..255 (trace stage)",
@@ -39,11 +39,19 @@ COLUMN_DOCS = {
 }
 
 
-def dataset_card(manifest: dict[str, Any], stats: dict[str, Any] | None) -> str:
+def dataset_card(manifest: dict[str, Any], stats: dict[str, Any] | None, license: str = "other",
+                 pretty_name: str | None = None) -> str:
+    """`license` is a Hub license id (`armdata push --license`); "other" when the source's
+    license applies and is not given."""
     counts = manifest["counts"]
     source = manifest["source"]
+    name = manifest["config"]["name"]
     lines = [
         "---",
+        f"license: {license}",
+        f"pretty_name: {json.dumps(pretty_name or f'{name} for action reasoning models')}",
+        "task_categories:",
+        "- robotics",
         "configs:",
         "- config_name: default",
         "  data_files:",
@@ -55,7 +63,7 @@ def dataset_card(manifest: dict[str, Any], stats: dict[str, Any] | None) -> str:
         f"- {manifest['config']['name']}",
         "---",
         "",
-        f"# {manifest['config']['name']} for action reasoning models",
+        f"# {pretty_name or f'{name} for action reasoning models'}",
         "",
         f"Built by armdata {manifest['armdata_version']} (schema v{manifest['schema_version']}) from "
         f"`{source['builder_name']}` {source['version']} split `{source['split']}` with stages "

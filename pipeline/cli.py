@@ -16,7 +16,8 @@ import pipeline
 from pipeline import logs
 
 COMMANDS = ("pipeline.build", "pipeline.inspect_output", "pipeline.demo", "pipeline.preview",
-            "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track")
+            "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track",
+            "pipeline.push", "pipeline.export")
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from pipeline import storage
 from schemas.config import DatasetConfig
 from pipeline.finalize import Finalize
+from pipeline.lerobot_source import LeRobotPlan, ReadLeRobotEpisode
 from pipeline.source import REPORTS, ReadShard, SourcePlan, num_source_steps
 from pipeline.writer import SpillEpisode, WriteShard, auto_num_shards, shard_of
 from schemas.episode import DataError, Rejection
@@ -117,13 +118,13 @@ def sum_dicts(dicts: Any) -> dict[str, int]:
     return dict(total)
 
 
-def build_graph(p: beam.Pipeline, plan: SourcePlan, config: DatasetConfig, stages: list[Stage],
-                staging: str, stats: dict | None, num_shards: int | None, min_shards: int,
-                manifest_base: dict[str, Any]) -> None:
+def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: DatasetConfig,
+                stages: list[Stage], staging: str, stats: dict | None, num_shards: int | None,
+                min_shards: int, manifest_base: dict[str, Any]) -> None:
+    reader = ReadLeRobotEpisode(plan) if isinstance(plan, LeRobotPlan) else ReadShard(plan.directory)
     raw = (p
            | "ShardSlices" >> beam.Create(list(plan.reads))
-           | "ReadRLDS" >> beam.ParDo(ReadShard(plan.directory)).with_outputs(
-               REPORTS, main="episodes"))
+           | "ReadRLDS" >> beam.ParDo(reader).with_outputs(REPORTS, main="episodes"))
     read = raw.episodes | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
         REJECTED, "accounting", main="episodes")
     rejected = [read[REJECTED]]

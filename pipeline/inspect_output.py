@@ -32,6 +32,21 @@ def load_manifest(output: str) -> dict[str, Any]:
     return json.loads(storage.read_bytes(path))
 
 
+def sha256_of(path: str, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with storage.open_read(path) as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bad_shards(output: str, manifest: dict[str, Any]) -> list[str]:
+    """Shards of the manifest that are missing or whose sha256 differs from the recorded one."""
+    return [s["path"] for s in manifest["shards"]
+            if not storage.exists(storage.join(output, s["path"]))
+            or sha256_of(storage.join(output, s["path"])) != s["sha256"]]
+
+
 def parse_tokens(text: str) -> list[str]:
     """`[t, t, ...]` → token strings. Tokens never contain ', ' (they are single BPE tokens
     written with the byte-level alphabet, which has no space)."""
@@ -54,13 +69,9 @@ def report(output: str, rows: int, verify: bool) -> dict[str, Any]:
     checked = mismatched = 0
     max_decode_err = 0.0
     samples: list[dict[str, Any]] = []
-    bad_hashes = []
+    bad_hashes = bad_shards(output, manifest) if verify else []
     for shard in manifest["shards"]:
         path = storage.join(output, shard["path"])
-        if verify:
-            digest = hashlib.sha256(storage.read_bytes(path)).hexdigest()
-            if digest != shard["sha256"]:
-                bad_hashes.append(shard["path"])
         with storage.open_read(path) as f:
             pf = pq.ParquetFile(f)
             for g in range(pf.num_row_groups):

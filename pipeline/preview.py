@@ -23,6 +23,7 @@ from models.device import DEVICE_CHOICES, resolve_device
 from models.vqvae import decoded_to_u8, load_vqvae
 from pipeline.errors import UsageError
 from schemas.episode import decode_rgb
+from schemas.output import image_bytes
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,14 @@ def decode_codes(rows: list[dict[str, Any]], vqvae_path: str,
 
 
 def strip(row: dict[str, Any], decoded: np.ndarray | None, height: int) -> Image.Image:
-    rgb = decode_rgb(row["image"])
+    rgb = decode_rgb(image_bytes(row["image"]))
     h, w = rgb.shape[:2]
     scale = height / h
     size = (max(1, round(w * scale)), height)
     panels = [Image.fromarray(rgb).resize(size, Image.BILINEAR)]
     draw_overlay(panels[0], scale, row.get("trace"), row.get("gripper_xy"), w, h)
     if row.get("depth_png"):
-        with Image.open(io.BytesIO(row["depth_png"])) as depth:
+        with Image.open(io.BytesIO(image_bytes(row["depth_png"]))) as depth:
             panels.append(depth.convert("RGB").resize(size, Image.BILINEAR))
     if decoded is not None:
         panels.append(Image.fromarray(decoded).convert("RGB").resize(size, Image.BILINEAR))

@@ -33,6 +33,7 @@ from models.device import DEVICE_CHOICES, autocast, resolve_device
 from models.vqvae import (IMAGE_SIZE, NUM_CODES, VQVAE, EMACodebook, ResidualBlock, load_vqvae,
                           save_vqvae, vqvae_input)
 from pipeline.errors import UsageError
+from schemas.output import image_bytes
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,13 @@ def open_source(path: str | Path) -> DepthSource:
         groups = []
         for shard in shards:
             meta = pq.ParquetFile(shard).metadata
-            names = meta.schema.names
-            if "depth_png" not in names:
+            # Leaf column holding the PNG: `depth_png.bytes` (schema v2 Image struct) or
+            # `depth_png` (v1 binary); its null count includes null structs.
+            paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
+            col = next((paths.index(p) for p in ("depth_png.bytes", "depth_png") if p in paths),
+                       None)
+            if col is None:
                 raise TrainError(f"{shard} has no depth_png column: build with --store-depth")
-            col = names.index("depth_png")
             for i in range(meta.num_row_groups):
                 rg = meta.row_group(i)
                 stats = rg.column(col).statistics
@@ -97,7 +101,7 @@ def iter_maps(source: DepthSource, seed: int) -> Iterator[np.ndarray]:
         for k in rng.permutation(len(source.row_groups)):
             shard, index, _ = source.row_groups[k]
             column = pq.ParquetFile(shard).read_row_group(index, columns=["depth_png"])[0]
-            values = [v for v in column.to_pylist() if v is not None]
+            values = [image_bytes(v) for v in column.to_pylist() if v is not None]
             for j in rng.permutation(len(values)):
                 yield decode_depth_png(values[j], f"{shard} row group {index}")
     for k in rng.permutation(len(source.pngs)):

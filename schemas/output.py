@@ -1,21 +1,30 @@
-"""Output schema v1: one Parquet row per kept step.
+"""Output schema v2: one Parquet row per kept step.
 
 The columns up to `is_terminal` are always filled; the ones after it are nullable and filled by the
 optional stages (depth, trace, reasoning). Action columns are added at write time, once the
 dataset statistics are known (`transforms.actions.action_columns`).
+
+Image columns are the Hugging Face Image feature: a struct {bytes, path} (path always null here),
+declared in the Parquet schema's `huggingface` metadata so that `datasets` and the Hub's viewer
+decode them as images (v2; v1 stored plain binary). Readers go through `image_bytes`, which
+accepts both forms.
 """
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from schemas.episode import Episode
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _i16_list = pa.list_(pa.int16())
+# The Hub's Image feature storage type (datasets.Image().pa_type).
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+IMAGE_COLUMNS = ("image", "wrist_image", "depth_png")
 
 SCHEMA = pa.schema([
     ("dataset", pa.string()),
@@ -23,10 +32,10 @@ SCHEMA = pa.schema([
     ("step", pa.int32()),
     ("num_steps", pa.int32()),
     ("instruction", pa.string()),
-    ("image", pa.binary()),
+    ("image", IMAGE),
     ("image_width", pa.int32()),
     ("image_height", pa.int32()),
-    ("wrist_image", pa.binary()),
+    ("wrist_image", IMAGE),
     ("state", pa.list_(pa.float32())),
     ("action", pa.list_(pa.float32())),
     ("action_normalized", pa.list_(pa.float32())),
@@ -39,7 +48,7 @@ SCHEMA = pa.schema([
     ("is_terminal", pa.bool_()),
     ("depth_codes", pa.list_(pa.uint8())),
     ("depth_tokens", pa.string()),
-    ("depth_png", pa.binary()),
+    ("depth_png", IMAGE),
     ("gripper_xy", pa.list_(pa.float32())),
     ("gripper_visible", pa.bool_()),
     ("trace", pa.list_(_i16_list)),
@@ -47,13 +56,28 @@ SCHEMA = pa.schema([
     ("arm_traces", pa.string()),      # bimanual only: JSON [{arm, gripper_xy, gripper_visible, trace}]
     ("reasoning", pa.string()),
     ("episode_metadata", pa.string()),  # JSON of the source's episode metadata, passed through
-])
+], metadata={b"huggingface": json.dumps(
+    {"info": {"features": {c: {"_type": "Image"} for c in IMAGE_COLUMNS}}}).encode()})
 
 # Columns computed from the dataset statistics when a shard is written.
 ACTION_COLUMNS = ("action_normalized", "action_bins", "action_tokens", "action_chunk_bins",
                   "action_chunk")
 # What a spilled episode holds (everything but the action columns).
 EPISODE_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in ACTION_COLUMNS])
+
+
+def image_cell(data: bytes | None) -> dict[str, Any] | None:
+    """Encoded image bytes → an IMAGE cell."""
+    return None if data is None else {"bytes": data, "path": None}
+
+
+def image_bytes(cell: Any) -> bytes | None:
+    """An image cell as read back (v2 struct {bytes, path} or v1 plain bytes) → encoded bytes."""
+    if cell is None or isinstance(cell, (bytes, bytearray)):
+        return cell
+    if isinstance(cell, dict) and "bytes" in cell:
+        return cell["bytes"]
+    raise TypeError(f"not an image cell: {type(cell).__name__}")
 
 
 def depth_text(codes: np.ndarray) -> str:
@@ -76,10 +100,10 @@ def episode_table(episode: Episode) -> pa.Table:
         "step": [s.index for s in steps],
         "num_steps": [episode.num_steps] * len(steps),
         "instruction": [s.instruction for s in steps],
-        "image": [s.image for s in steps],
+        "image": [image_cell(s.image) for s in steps],
         "image_width": [s.image_width for s in steps],
         "image_height": [s.image_height for s in steps],
-        "wrist_image": [s.wrist_image for s in steps],
+        "wrist_image": [image_cell(s.wrist_image) for s in steps],
         "state": [np.asarray(s.state, np.float32).tolist() for s in steps],
         "action": [np.asarray(s.action, np.float32).tolist() for s in steps],
         "is_first": [s.is_first for s in steps],
@@ -87,7 +111,7 @@ def episode_table(episode: Episode) -> pa.Table:
         "is_terminal": [s.is_terminal for s in steps],
         "depth_codes": [None if s.depth_codes is None else s.depth_codes.tolist() for s in steps],
         "depth_tokens": [None if s.depth_codes is None else depth_text(s.depth_codes) for s in steps],
-        "depth_png": [s.depth_png for s in steps],
+        "depth_png": [image_cell(s.depth_png) for s in steps],
         "gripper_xy": [None if s.gripper_xy is None else [float(v) for v in s.gripper_xy]
                        for s in steps],
         "gripper_visible": [s.gripper_visible for s in steps],

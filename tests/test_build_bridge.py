@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+import yaml
 
 from tests.conftest import build, read_rows
 
@@ -81,8 +82,11 @@ def test_counts_and_files(built):
     assert [s["path"] for s in manifest["shards"]] == [
         f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
     card = (built / "README.md").read_text()
-    assert card.startswith("---\nconfigs:\n- config_name: default\n")
-    assert 'path: "data/train-*.parquet"' in card
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["configs"] == [{"config_name": "default", "data_files": [
+        {"split": "train", "path": "data/train-*.parquet"}]}]
+    assert front["task_categories"] == ["robotics"] and front["license"] == "other"
+    assert front["pretty_name"] == "bridge_dataset for action reasoning models"
 
 
 def test_rows_match_source_and_spec(built, source):

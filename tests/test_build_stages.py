@@ -19,6 +19,7 @@ from PIL import Image
 
 from models.camera import project_points
 from pipeline.synthetic import write_synthetic_rlds
+from schemas.output import image_bytes
 from tests.conftest import SHARED, armdata, build, read_rows, rejected
 from tests.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
@@ -89,7 +90,7 @@ def assert_depth_columns(row: dict) -> np.ndarray:
     codes = row["depth_codes"]
     assert len(codes) == 100 and all(0 <= c <= 127 for c in codes)
     assert row["depth_tokens"] == depth_text(codes)
-    with Image.open(io.BytesIO(row["depth_png"])) as png:
+    with Image.open(io.BytesIO(image_bytes(row["depth_png"]))) as png:
         assert png.mode == "L"
         assert png.size == (row["image_width"], row["image_height"])
         d8 = np.asarray(png)
@@ -159,7 +160,7 @@ def test_bridge_depth_columns_match_depth_tokens_cli(bridge_built, vqvae, tmp_pa
         assert (row["image_width"], row["image_height"]) == (64, 64)
         assert_depth_columns(row)
         files.append(tmp_path / f"{k}.png")
-        files[-1].write_bytes(row["depth_png"])
+        files[-1].write_bytes(image_bytes(row["depth_png"]))
     # the stage and the command tokenize the same 8-bit map: the codes must agree
     results = depth_tokens_json(files, vqvae, capsys)
     assert [r["source"] for r in results] == ["depth_map"] * len(rows)
@@ -253,7 +254,7 @@ def test_synthetic_depth_is_sensor_disparity(synthetic_built, sensor_depth, vqva
         assert np.abs(d8.astype(int) - want).max() <= 1
         if k % 8 == 0:
             files.append((row, tmp_path / f"{k}.png"))
-            files[-1][1].write_bytes(row["depth_png"])
+            files[-1][1].write_bytes(image_bytes(row["depth_png"]))
     results = depth_tokens_json([f for _, f in files], vqvae, capsys)
     assert [r["codes"] for r in results] == [row["depth_codes"] for row, _ in files]
 
@@ -292,7 +293,7 @@ def test_preview_and_inspect(synthetic_built, vqvae, tmp_path, capsys):
             strip = np.asarray(img.convert("RGB"))
         # three panels at the frame's own size: RGB+trace | stored depth | decoded depth
         assert strip.shape == (SYN_H, 3 * SYN_W + 2 * gap, 3)
-        with Image.open(io.BytesIO(row["depth_png"])) as png:
+        with Image.open(io.BytesIO(image_bytes(row["depth_png"]))) as png:
             stored = np.asarray(png)
         middle = strip[:, SYN_W + gap:2 * SYN_W + gap]
         assert (middle == stored[..., None]).all()

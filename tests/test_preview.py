@@ -12,6 +12,7 @@ from PIL import Image
 
 from pipeline import preview
 from schemas.episode import encode_jpeg, encode_png
+from schemas.output import IMAGE, image_cell
 from tests.tiny_models import make_tiny_vqvae, synthetic_depth_maps
 
 H, W = 48, 64
@@ -30,12 +31,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "data").mkdir()
     depth = synthetic_depth_maps(3, H, W)
     rgb = encode_jpeg(np.full((H, W, 3), 90, np.uint8))
-    rows = [dict(episode_id="a", step=s, image=rgb, depth_png=encode_png(depth[s]) if s < 2
-                 else None, depth_codes=list(range(s, s + 100)) if s < 2 else None,
+    rows = [dict(episode_id="a", step=s, image=image_cell(rgb),
+                 depth_png=image_cell(encode_png(depth[s])) if s < 2 else None, depth_codes=list(range(s, s + 100)) if s < 2 else None,
                  trace=[[32, 32], [128, 128], [224, 192]] if s < 2 else None,
                  gripper_xy=[8.0, 8.0]) for s in (2, 0, 1)]
     schema = pa.schema([("episode_id", pa.string()), ("step", pa.int32()),
-                        ("image", pa.binary()), ("depth_png", pa.binary()),
+                        ("image", IMAGE), ("depth_png", IMAGE),   # schema v2 Image structs
                         ("depth_codes", pa.list_(pa.uint8())),
                         ("trace", pa.list_(pa.list_(pa.int16()))),
                         ("gripper_xy", pa.list_(pa.float32()))])

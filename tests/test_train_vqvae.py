@@ -18,6 +18,7 @@ from PIL import Image
 from models.vqvae import NUM_CODES, VQVAE, EMACodebook, load_vqvae, vqvae_input
 from pipeline import train_vqvae as tv
 from schemas.episode import encode_png
+from schemas.output import IMAGE, image_cell
 from tests.tiny_models import synthetic_depth_maps
 
 
@@ -40,10 +41,12 @@ def png_dir(tmp_path_factory: pytest.TempPathFactory, maps: np.ndarray) -> Path:
     return d
 
 
-def write_dataset(root: Path, maps: np.ndarray, rows_per_group: int) -> Path:
+def write_dataset(root: Path, maps: np.ndarray, rows_per_group: int, struct: bool = True) -> Path:
+    """depth_png as schema v2 Image structs (what builds write) or v1 plain binary."""
     (root / "data").mkdir(parents=True)
     pngs = [encode_png(m) for m in maps] + [None]      # a step built without a depth map
-    table = pa.table({"episode_id": ["e"] * len(pngs), "depth_png": pngs})
+    column = pa.array([image_cell(p) for p in pngs], IMAGE) if struct else pa.array(pngs)
+    table = pa.table({"episode_id": ["e"] * len(pngs), "depth_png": column})
     pq.write_table(table, root / "data" / "train-00000-of-00001.parquet",
                    row_group_size=rows_per_group)
     return root
@@ -55,9 +58,11 @@ def recon_mse(model: VQVAE, maps: np.ndarray) -> float:
         return float(((model.decode(model.encode(x)) - x) ** 2).mean())
 
 
-def test_parquet_source_streams_each_map_once_by_row_group(tmp_path: Path,
-                                                           maps: np.ndarray) -> None:
-    source = tv.open_source(write_dataset(tmp_path / "built", maps, rows_per_group=3))
+@pytest.mark.parametrize("struct", [True, False])
+def test_parquet_source_streams_each_map_once_by_row_group(tmp_path: Path, maps: np.ndarray,
+                                                           struct: bool) -> None:
+    source = tv.open_source(write_dataset(tmp_path / "built", maps, rows_per_group=3,
+                                          struct=struct))
     assert len(source.row_groups) == 3 and source.num_maps == len(maps)
     seen = list(tv.iter_maps(source, seed=0))
     assert sorted(m.tobytes() for m in seen) == sorted(m.tobytes() for m in maps)

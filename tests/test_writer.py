@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from pipeline.finalize import build_counts, counts_consistent
 from pipeline.writer import SHARD_BYTES, auto_num_shards, full_table, rejection_lines, \
@@ -63,3 +64,19 @@ def test_rejections_are_ordered_and_counted():
     assert counts["episodes_rejected"] == 1 and counts_consistent(counts)
     counts["steps_out"] -= 1
     assert not counts_consistent(counts)
+
+
+def test_image_columns_are_hub_image_features():
+    """Schema v2: image columns are {bytes, path} structs declared as Image in the `huggingface`
+    metadata the Parquet writer stores; `image_bytes` reads v2 structs and v1 plain bytes."""
+    from schemas.output import IMAGE, IMAGE_COLUMNS, SCHEMA_VERSION, image_bytes, image_cell
+
+    assert SCHEMA_VERSION == 2
+    features = json.loads(SCHEMA.metadata[b"huggingface"])["info"]["features"]
+    assert features == {c: {"_type": "Image"} for c in IMAGE_COLUMNS}
+    assert all(SCHEMA.field(c).type == IMAGE for c in IMAGE_COLUMNS)
+    jpeg = encode_jpeg(np.zeros((4, 4, 3), np.uint8))
+    assert image_bytes(image_cell(jpeg)) == jpeg and image_bytes(jpeg) == jpeg
+    assert image_cell(None) is None and image_bytes(None) is None
+    with pytest.raises(TypeError):
+        image_bytes([1, 2])

@@ -1,0 +1,117 @@
+"""`armdata push OUTPUT --repo ORG/NAME`: publish a finished build as a Hugging Face dataset repo.
+
+Only a complete, intact build is pushed: `manifest.json` must exist (the build writes it last) and
+every shard's sha256 must match the one it records. The repo receives exactly the build's files
+(shards, statistics, manifest, rejected/) plus the dataset card regenerated with the license and
+pretty name, in one `upload_folder` commit. A rerun is cheap: the Hub already holds the uploaded
+objects (LFS by sha256), so only missing bytes are sent and unchanged files drop out of the
+commit; stale shards of an earlier, different build are deleted in the same commit.
+
+The token is read from the environment (`HF_TOKEN`) only; it is never logged or written anywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline import storage
+from pipeline.build import BuildError
+from pipeline.card import dataset_card
+from pipeline.finalize import REJECTED_PATH
+from pipeline.inspect_output import bad_shards, load_manifest
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "HF_TOKEN"
+
+
+class PushError(BuildError):
+    """The build cannot be pushed (incomplete, corrupt, no token)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "push", help="upload a built dataset to the Hugging Face Hub",
+        description=f"Verify a finished build and upload it as a dataset repo. The token comes "
+                    f"from the {TOKEN_ENV} environment variable only; HF_ENDPOINT selects the Hub.")
+    p.add_argument("output", help="a local directory written by `armdata build`")
+    p.add_argument("--repo", required=True, help="dataset repo id, ORG/NAME")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", help="branch to push to (created if missing; default main)")
+    p.add_argument("--license", default="other",
+                   help="Hub license id for the card (default: other, i.e. the source's license "
+                        "applies)")
+    p.add_argument("--pretty-name", help="human-readable dataset name for the card")
+    p.set_defaults(func=run)
+
+
+def build_files(output: str) -> tuple[dict[str, Any], list[str]]:
+    """The manifest and the repo-relative paths of a complete, intact build (card excluded).
+    Raises PushError naming what is wrong."""
+    if not storage.is_local(output):
+        raise PushError(f"{output}: push uploads a local directory; copy the build locally first")
+    try:
+        manifest = load_manifest(output)
+    except BuildError as exc:
+        raise PushError(str(exc)) from exc
+    bad = bad_shards(output, manifest)
+    if bad:
+        raise PushError(f"{output}: shard(s) missing or not matching the sha256 in manifest.json: "
+                        f"{', '.join(bad)}; rebuild before pushing")
+    paths = [s["path"] for s in manifest["shards"]] + [
+        "dataset_statistics.json", REJECTED_PATH, "manifest.json"]
+    missing = [p for p in paths if not os.path.isfile(os.path.join(output, p))]
+    if missing:
+        raise PushError(f"{output}: incomplete build, missing {', '.join(missing)}")
+    return manifest, paths
+
+
+def stage_folder(output: str, paths: list[str], card: str, folder: Path) -> None:
+    """The repo's content as symlinks to the build's files plus the card (nothing is copied)."""
+    for rel in paths:
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(os.path.abspath(os.path.join(output, rel)))
+    (folder / "README.md").write_text(card)
+
+
+def push(output: str, repo: str, private: bool = False, revision: str | None = None,
+         license: str = "other", pretty_name: str | None = None) -> str:
+    """Verify and upload; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    manifest, paths = build_files(output)
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise PushError(f"set {TOKEN_ENV} to a Hub token with write access (it is read from the "
+                        f"environment only)")
+    stats = json.loads(Path(output, "dataset_statistics.json").read_text()) or None
+    card = dataset_card(manifest, stats, license=license, pretty_name=pretty_name)
+    api = HfApi(token=token)
+    url = api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+    log.info("repo %s ready", url)
+    if revision:
+        api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="armdata-push-") as tmp:
+        stage_folder(output, paths, card, Path(tmp))
+        info = api.upload_folder(
+            repo_id=repo, repo_type="dataset", folder_path=tmp, revision=revision,
+            # shards of an earlier build with another shard count would break data/train-*
+            delete_patterns=["data/*", "rejected/*"],
+            commit_message=f"armdata {manifest['armdata_version']}: "
+                           f"{manifest['config']['name']}, {manifest['counts']['steps_out']} steps "
+                           f"in {manifest['num_shards']} shards")
+    log.info("pushed %d files to %s", len(paths) + 1, info.commit_url)
+    return info.commit_url
+
+
+def run(args: argparse.Namespace) -> int:
+    url = push(args.output, args.repo, args.private, args.revision, args.license,
+               args.pretty_name)
+    print(url)
+    return 0

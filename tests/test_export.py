@@ -1,0 +1,111 @@
+"""`armdata export`: MolmoAct's save_to_disk layout (SPEC §6) and LeRobot v2.1 with images in the
+Parquet, read back with `datasets` and with our own LeRobot reader."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.export import EXPORTERS
+from pipeline.lerobot_source import ReadLeRobotEpisode, plan_lerobot
+from schemas.output import image_bytes
+from tests.conftest import armdata, build, read_rows
+from tests.test_build_stages import CPU
+from tests.tiny_models import make_tiny_depth_model, make_tiny_vqvae
+
+EPISODES = 3
+
+
+@pytest.fixture(scope="module")
+def built(bridge_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bridge with depth and trace; episode 2 gets no gripper points, so its traces are null."""
+    import tensorflow_datasets as tfds
+
+    root = tmp_path_factory.mktemp("export")
+    ds = tfds.builder_from_directory(str(bridge_dir)).as_dataset(
+        split=f"train[:{EPISODES}]", read_config=tfds.ReadConfig(add_tfds_id=True),
+        decoders={"steps": tfds.decode.SkipDecoding()})
+    ids = ["bridge_dataset/" + ep["tfds_id"].decode() for ep in tfds.as_numpy(ds)]
+    (root / "points.json").write_text(json.dumps({ids[0]: {"1": [30.0, 20.0]},
+                                                  ids[1]: {"5": [40.0, 44.0]}}))
+    out = root / "out"
+    assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
+                 "--max-episodes", EPISODES, "--stages", "actions,depth,trace",
+                 "--depth-model", make_tiny_depth_model(root / "depth"),
+                 "--vqvae", make_tiny_vqvae(root / "vq.pt"), "--depth-batch-size", 9,
+                 "--localizer", "manual", "--manual-points", root / "points.json",
+                 "--tracker", "lk", *CPU) == 0
+    return out
+
+
+def test_dispatch_lists_formats() -> None:
+    assert {"molmoact", "lerobot"} <= set(EXPORTERS)
+
+
+def test_molmoact(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import datasets
+    from PIL import Image
+
+    out = tmp_path / "molmoact"
+    assert armdata("export", built, "--format", "molmoact", "--out", out) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = {(r["instruction"], r["trace_text"], r["action_chunk"]): r for r in read_rows(built)}
+    with_trace = [r for r in rows.values() if r["trace_text"] is not None]
+    assert summary["rows"] == len(with_trace) > 0
+    assert summary["skipped"] == {"no_depth": 0, "no_trace": len(rows) - len(with_trace)}
+    ds = datasets.load_from_disk(str(out))
+    assert set(ds.column_names) == {"language_instruction", "depth", "trace", "processed_action",
+                                    "image", "wrist_image"}
+    assert isinstance(ds.features["image"], datasets.Image) and len(ds) == len(with_trace)
+    for item in ds:
+        chunk = json.loads(item["processed_action"])["chunked_action"]
+        source = rows[(item["language_instruction"], item["trace"], chunk)]
+        assert item["depth"] == source["depth_tokens"] and item["depth"].startswith(
+            "<DEPTH_START>")
+        assert isinstance(item["image"], Image.Image) and item["wrist_image"] is None
+        assert item["image"].size == (source["image_width"], source["image_height"])
+    assert (out / "dataset_statistics.json").read_bytes() == \
+        (built / "dataset_statistics.json").read_bytes()
+    assert armdata("export", built, "--format", "molmoact", "--out", out) == 2   # not empty
+
+
+def test_molmoact_needs_depth_and_trace(bridge_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    plain = tmp_path / "plain"
+    assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", plain,
+                 "--max-episodes", 1) == 0
+    assert armdata("export", plain, "--format", "molmoact", "--out", tmp_path / "m") == 2
+    assert "depth and trace" in capsys.readouterr().err
+
+
+def test_lerobot_v21_reads_back(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "lerobot"
+    assert armdata("export", built, "--format", "lerobot", "--out", out) == 0
+    summary = json.loads(capsys.readouterr().out)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v2.1" and info["total_episodes"] == EPISODES
+    assert info["features"]["observation.images.image"]["dtype"] == "image"
+    assert summary["frames"] == info["total_frames"] == len(read_rows(built))
+    stats = [json.loads(line) for line in (out / "meta" / "episodes_stats.jsonl").open()]
+    assert [s["episode_index"] for s in stats] == list(range(EPISODES))
+
+    plan = plan_lerobot(str(out), "train", None)
+    reader = ReadLeRobotEpisode(plan)
+    reader.setup()
+    by_episode: dict[str, list[dict]] = {}
+    for r in sorted(read_rows(built), key=lambda r: (r["episode_id"], r["step"])):
+        by_episode.setdefault(r["episode_id"], []).append(r)
+    episodes = [json.loads(line) for line in (out / "meta" / "episodes.jsonl").open()]
+    assert len(plan.episodes) == len(episodes)
+    for read, meta in zip(plan.episodes, episodes):
+        steps = reader.read_episode(read)["steps"]
+        rows = by_episode[meta["armdata_episode_id"]]
+        assert [bytes(b) for b in steps["observation.images.image"]] == \
+            [image_bytes(r["image"]) for r in rows]
+        np.testing.assert_array_equal(steps["action"], np.array([r["action"] for r in rows],
+                                                                np.float32))
+        np.testing.assert_array_equal(steps["observation.state"],
+                                      np.array([r["state"] for r in rows], np.float32))
+        assert set(steps["task"]) == {rows[0]["instruction"]}

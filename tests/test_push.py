@@ -1,0 +1,128 @@
+"""`armdata push` against a local Hub stand-in (tests/fake_hub.py): refuses incomplete or corrupt
+builds, uploads every byte of the build plus the card, resumes after a failed commit without
+re-sending bytes, keeps the token out of logs; the shards load with `datasets` as images."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import armdata, build
+from tests.fake_hub import FakeHub
+
+TOKEN = "hf_test_secret_token_123"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, bridge_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("push") / "built"
+    assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
+                 "--max-episodes", 4, "--num-shards", 2) == 0
+    return out
+
+
+@pytest.fixture()
+def hub(monkeypatch: pytest.MonkeyPatch):
+    import huggingface_hub.constants as constants
+
+    with FakeHub(TOKEN) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        # huggingface_hub reads these when it is imported (already done by transformers)
+        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        yield fake
+
+
+def local_files(built: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(built)): p.read_bytes() for p in built.rglob("*") if p.is_file()}
+
+
+def test_push_uploads_every_byte_and_resumes(built: Path, hub: FakeHub,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    hub.fail_next_commit = True                      # first attempt dies before the commit
+    with pytest.raises(Exception, match="500|simulated"):
+        armdata("push", built, "--repo", "org/bridge", "--license", "mit")
+    uploaded_once = [c for c in hub.calls if c[0] == "PUT"]
+    assert len(uploaded_once) == 2 and not hub.repos["org/bridge"].commits
+
+    assert armdata("push", built, "--repo", "org/bridge", "--license", "mit") == 0
+    assert [c for c in hub.calls if c[0] == "PUT"] == uploaded_once   # LFS bytes not re-sent
+    repo = hub.repos["org/bridge"]
+    files = repo.branches["main"]
+    local = local_files(built)
+    assert set(files) == set(local)
+    for path, content in local.items():
+        if path != "README.md":
+            assert files[path] == content, path
+    assert repo.lfs_paths == {p for p in local if p.endswith(".parquet")}
+    card = files["README.md"].decode()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["license"] == "mit" and front["task_categories"] == ["robotics"]
+    assert front["configs"][0]["data_files"] == [{"split": "train",
+                                                  "path": "data/train-*.parquet"}]
+    assert front["pretty_name"]
+    assert card.split("---\n", 2)[2] == local["README.md"].decode().split("---\n", 2)[2]
+
+    # A rerun with nothing changed sends no bytes and makes no commit.
+    calls = len(hub.calls)
+    assert armdata("push", built, "--repo", "org/bridge", "--license", "mit") == 0
+    assert not [c for c in hub.calls[calls:] if c[0] == "PUT" or c[1].endswith("/commit/main")]
+    assert len(repo.commits) == 1
+    assert TOKEN not in caplog.text
+
+
+def test_push_branch_private_and_stale_shards(built: Path, hub: FakeHub, tmp_path: Path) -> None:
+    assert armdata("push", built, "--repo", "org/b2", "--private", "--revision", "v1") == 0
+    repo = hub.repos["org/b2"]
+    assert repo.private and repo.branches["main"] == {}
+    assert set(repo.branches["v1"]) == set(local_files(built))
+    # An earlier build's extra shard is removed by the next push.
+    repo.branches["v1"]["data/train-00009-of-00010.parquet"] = b"stale"
+    assert armdata("push", built, "--repo", "org/b2", "--revision", "v1") == 0
+    assert "data/train-00009-of-00010.parquet" not in repo.branches["v1"]
+
+
+def test_push_refuses_incomplete_or_corrupt(built: Path, hub: FakeHub, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    shard = copy / json.loads((copy / "manifest.json").read_text())["shards"][1]["path"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 1
+    shard.write_bytes(bytes(data))
+    assert armdata("push", copy, "--repo", "org/x") == 2
+    err = capsys.readouterr().err
+    assert "sha256" in err and shard.name in err
+    shard.unlink()
+    assert armdata("push", copy, "--repo", "org/x") == 2
+    assert "missing" in capsys.readouterr().err
+    (copy / "manifest.json").unlink()
+    assert armdata("push", copy, "--repo", "org/x") == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    monkeypatch.delenv("HF_TOKEN")
+    assert armdata("push", built, "--repo", "org/x") == 2
+    assert "HF_TOKEN" in capsys.readouterr().err
+    assert "org/x" not in hub.repos and not hub.calls
+
+
+def test_shards_load_with_datasets_as_images(built: Path, tmp_path: Path) -> None:
+    import datasets
+    from PIL import Image
+
+    ds = datasets.load_dataset("parquet", data_files=str(built / "data" / "train-*.parquet"),
+                               split="train", cache_dir=str(tmp_path / "cache"))
+    assert isinstance(ds.features["image"], datasets.Image)
+    assert isinstance(ds.features["depth_png"], datasets.Image)
+    row = ds[0]
+    assert isinstance(row["image"], Image.Image) and row["image"].size == (
+        row["image_width"], row["image_height"])
+    assert row["wrist_image"] is None and isinstance(row["action_tokens"], str)
+    assert len(ds) == json.loads((built / "manifest.json").read_text())["counts"]["steps_out"]
