@@ -206,7 +206,7 @@ def test_stage_from_args_and_errors():
                            "camera": {"intrinsics": "episode_metadata/k",
                                       "extrinsics": "episode_metadata/t"}})
     stage = stage_from_args(parser.parse_args([]), config)
-    assert (stage.localizer_name, stage.tracker_name) == ("projection", "lk")
+    assert (stage.localizer_name, stage.tracker_name) == ("projection", "affine")
     no_camera = parse_config({"name": "demo", "standardize": "identity", "image_key": "image",
                               "require_instruction": False})
     with pytest.raises(ConfigError, match="camera"):
