@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import cv2
@@ -279,7 +279,7 @@ _ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
 
 @dataclass(frozen=True)
 class AffineParams:
-    size: int = 21              # template side (px): the part of the gripper around the point
+    size: int = 0               # template side (px), odd; 0: 1/12 of the image side, ≥ 15
     pad: int = 6                # ECC works on a crop this much larger than the template
     radius: int = 12            # coarse search radius (px) beyond the predicted motion
     max_radius: int = 96        # ... growing while lost, up to this
@@ -295,7 +295,11 @@ class AffineParams:
     turns: tuple[float, ...] = (-24.0, -12.0, 12.0, 24.0)   # turned views tried after a loss
     views: int = 6              # clean views kept
     view_every: int = 3         # frames between kept views
+    blur: int = 1               # ECC's Gaussian pre-filter (1: none)
     agree_px: float = 4.0       # tracker and localizer this close agree
+    ask_below: float = 0.75     # the localizer (when there is one) is asked below this score
+    seen: float = 0.4           # where the localizer puts it, a changed view still matches this
+    min_contrast: float = 0.85  # ... and keeps this share of its contrast
     max_scale: float = 1.4      # plausible scale change against the reference (and 1/x)
     max_aspect: float = 1.25    # plausible anisotropy of the warp
 
@@ -327,6 +331,9 @@ class _AffineRun:
 
     def __init__(self, params: AffineParams, gray: list[np.ndarray], xy0: np.ndarray,
                  reseed: Callable[[int], "tuple[float, float] | None"] | None) -> None:
+        if params.size <= 0:   # about the gripper's size in typical robot camera views
+            side = min(gray[0].shape) // 12
+            params = replace(params, size=max(15, side + 1 - side % 2))
         self.p, self.gray, self.reseed, self.xy0 = params, gray, reseed, xy0
         self.c = (params.size - 1) / 2
         self.height, self.width = gray[0].shape
@@ -356,11 +363,14 @@ class _AffineRun:
                     candidates += [_crop(_turned(self.views[-1], a), p.size) for a in p.turns]
                 radius = min(p.radius * (3 + lost), p.max_radius)
                 found, warp, score = self._locate(gray, guess, radius, lost + 1, candidates)
-            if self.reseed is not None and score < p.confident:
+            if self.reseed is not None and (found is None or score < p.ask_below):
                 hint = self.reseed(k)
                 if hint is not None:
                     hint = np.float32(hint)
-                    found, warp, score = self._check_hint(gray, hint, found, warp, score)
+                    # its view just before, when it was seen there (else that was the cover)
+                    recent = _patch(self.gray[k - 1], out[k - 1], p.size) if visible[k - 1] \
+                        else None
+                    found, warp, score = self._check_hint(gray, hint, recent, found, warp, score)
                     if found is None:   # the localizer's position, not seen there
                         guess = pos = hint
                         velocity = np.zeros(2, np.float32)
@@ -397,8 +407,8 @@ class _AffineRun:
             return point, warp, score
         return None, None, score
 
-    def _check_hint(self, gray: np.ndarray, hint: np.ndarray, found: np.ndarray | None,
-                    warp: np.ndarray | None, score: float
+    def _check_hint(self, gray: np.ndarray, hint: np.ndarray, recent: np.ndarray | None,
+                    found: np.ndarray | None, warp: np.ndarray | None, score: float
                     ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
         """The localizer says the gripper is at `hint`. The tracker's own point stands where
         the two agree (it is free of the localizer's noise); else the reference, or the latest
@@ -412,8 +422,22 @@ class _AffineRun:
             point = w2 @ np.float32([self.c, self.c, 1])
             if (s2 >= p.visible and self._plausible(w2)
                     and np.linalg.norm(point - hint) <= p.agree_px):
-                self.reference = reference
-                return point, w2, s2
+                # confirmed by both: its view here is the appearance to follow from now on
+                self.reference = self.appearance = _patch(gray, point, p.size)
+                self.linear = np.eye(2, dtype=np.float32)
+                return point, self._warp_at(point, self.linear), max(s2, p.confident)
+        # Changed beyond an affine fit (fingers closed on a block) while in view: seen if its
+        # view in the previous frame still roughly matches there and the patch keeps its
+        # contrast (a plain occluder does not); then that view becomes the appearance to follow.
+        # After a loss only an alignment (above) counts: a textured cover can match loosely.
+        if recent is None:
+            return None, None, -1.0
+        patch = _patch(gray, hint, p.size)
+        seen = _search(gray, recent, hint, int(round(p.agree_px)))[1]
+        if seen >= p.seen and patch.std() >= p.min_contrast * self.appearance.std():
+            self.reference = self.appearance = patch
+            self.linear = np.eye(2, dtype=np.float32)
+            return hint, self._warp_at(hint, self.linear), p.confident
         return None, None, -1.0
 
     def _update(self, gray: np.ndarray, k: int, found: np.ndarray, warp: np.ndarray,
@@ -446,15 +470,17 @@ class _AffineRun:
         x0 = int(np.clip(round(float(centre[0])) - r, 0, self.width - 2 * r - 1))
         y0 = int(np.clip(round(float(centre[1])) - r, 0, self.height - 2 * r - 1))
         crop = gray[y0:y0 + 2 * r + 1, x0:x0 + 2 * r + 1]
-        local = warp.copy()
-        local[:, 2] -= (x0, y0)
-        try:
-            score, local = cv2.findTransformECC(reference, crop, local, cv2.MOTION_AFFINE,
-                                                _ECC_CRITERIA, None, 1)
-        except cv2.error:   # no convergence: nothing to align with there
-            return -1.0, warp
-        local[:, 2] += (x0, y0)
-        return float(score), local
+        for motion in (cv2.MOTION_AFFINE, cv2.MOTION_TRANSLATION):
+            local = warp.copy()
+            local[:, 2] -= (x0, y0)
+            try:
+                score, local = cv2.findTransformECC(reference, crop, local, motion,
+                                                    _ECC_CRITERIA, None, p.blur)
+            except cv2.error:   # no convergence; a translation alone may still converge
+                continue
+            local[:, 2] += (x0, y0)
+            return float(score), local
+        return -1.0, warp
 
     def _plausible(self, warp: np.ndarray) -> bool:
         """A gripper turns and scales; a warp that mirrors, squashes or shears it is a false
