@@ -274,7 +274,7 @@ def _inside(xy: "np.ndarray | tuple[float, float]", width: int, height: int) -> 
     return bool(0 <= xy[0] <= width - 1 and 0 <= xy[1] <= height - 1)
 
 
-_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
+_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 1e-3)
 
 
 @dataclass(frozen=True)
@@ -391,12 +391,19 @@ class _AffineRun:
         While lost, every candidate view is searched too and the best match aligned (it
         becomes the reference when the gripper is taken back)."""
         p = self.p
-        cand, best = _search(gray, self.appearance, guess, radius)[:2]
         reference, linear = self.reference, self.linear
-        for view in (candidates if lost else ()):
-            c2, s2 = _search(gray, view, guess, radius)[:2]
-            if s2 > best:
-                cand, best, reference, linear = c2, s2, view, np.eye(2, dtype=np.float32)
+        if lost:   # a wide search with many views: at half resolution, then refined
+            small = cv2.pyrDown(gray)
+            best, template = -1.0, self.appearance
+            for view in [self.appearance] + candidates:
+                c2, s2 = _match(small, cv2.pyrDown(view), guess / 2, radius // 2)
+                if s2 > best:
+                    cand, best, template = c2 * 2, s2, view
+            cand, best = _match(gray, template, cand, 3)
+            if template is not self.appearance:
+                reference, linear = template, np.eye(2, dtype=np.float32)
+        else:
+            cand, best = _match(gray, self.appearance, guess, radius)
         if best < p.coarse:
             return None, None, -1.0
         score, warp = self._ecc(gray, reference, self._warp_at(cand, linear))
@@ -433,7 +440,7 @@ class _AffineRun:
         if recent is None:
             return None, None, -1.0
         patch = _patch(gray, hint, p.size)
-        seen = _search(gray, recent, hint, int(round(p.agree_px)))[1]
+        seen = _match(gray, recent, hint, int(round(p.agree_px)))[1]
         if seen >= p.seen and patch.std() >= p.min_contrast * self.appearance.std():
             self.reference = self.appearance = patch
             self.linear = np.eye(2, dtype=np.float32)
@@ -446,7 +453,8 @@ class _AffineRun:
         the reference when the old one fits less well, and is kept when clean."""
         p = self.p
         self.linear = warp[:, :2].copy()
-        if score < p.confident or _halves(gray, self.reference, warp) < p.halves:
+        if score < p.confident or (score < p.clean
+                                   and _halves(gray, self.reference, warp) < p.halves):
             return
         self.appearance = _patch(gray, found, p.size)
         if score < p.refresh:
@@ -493,6 +501,25 @@ class _AffineRun:
         return high <= self.p.max_aspect * low
 
 
+def _match(gray: np.ndarray, template: np.ndarray, centre: np.ndarray, radius: int
+           ) -> tuple[np.ndarray, float]:
+    """Best normalized-correlation match of `template` within `radius` of `centre` → (xy with
+    a sub-pixel peak, score)."""
+    size = template.shape[0]
+    half = size // 2
+    height, width = gray.shape
+    cx, cy = int(round(float(centre[0]))), int(round(float(centre[1])))
+    x0 = min(max(cx - radius - half, 0), width - size)
+    y0 = min(max(cy - radius - half, 0), height - size)
+    x1 = max(min(cx + radius + half + 1, width), x0 + size)
+    y1 = max(min(cy + radius + half + 1, height), y0 + size)
+    scores = cv2.matchTemplate(gray[y0:y1, x0:x1], template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+    return np.array([x0 + half + bx + _peak_offset(scores[by, bx - 1:bx + 2]),
+                     y0 + half + by + _peak_offset(scores[by - 1:by + 2, bx])],
+                    np.float32), float(best)
+
+
 def _patch(gray: np.ndarray, xy: np.ndarray, size: int) -> np.ndarray:
     return cv2.getRectSubPix(gray, (size, size), tuple(map(float, xy)))
 
@@ -517,8 +544,14 @@ def _halves(gray: np.ndarray, reference: np.ndarray, warp: np.ndarray) -> float:
     view = cv2.warpAffine(gray, warp, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     parts = ((slice(0, h), slice(None)), (slice(size - h, size), slice(None)),
              (slice(None), slice(0, h)), (slice(None), slice(size - h, size)))
-    return min(float(cv2.matchTemplate(view[a, b], reference[a, b], cv2.TM_CCOEFF_NORMED)[0, 0])
-               for a, b in parts)
+    return min(_ncc_arrays(view[a, b], reference[a, b]) for a, b in parts)
+
+
+def _ncc_arrays(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float32) - a.mean()
+    b = b.astype(np.float32) - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / denominator if denominator > 0 else 0.0
 
 
 COTRACKER_HUB = "facebookresearch/co-tracker"
