@@ -32,21 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.trackers import AffineTracker, LKTracker  # noqa: E402
 from tests.synthetic_video import make_hard_video, write_frames  # noqa: E402
+from transforms.trace import tracking_scores  # noqa: E402
 
 TRACKERS = {"affine": AffineTracker, "lk": LKTracker}
-
-
-def hard_video_scores(xy: np.ndarray, visible: np.ndarray, truth_xy: np.ndarray,
-                      truth_visible: np.ndarray, within_px: float = 4.0) -> dict[str, float]:
-    """Accuracy and honesty of one track against the ground truth (see the module docstring)."""
-    dist = np.linalg.norm(np.asarray(xy, float) - truth_xy, axis=1)
-    seen = truth_visible & np.asarray(visible, bool)
-    covered = ~truth_visible
-    return {"within": float((seen & (dist <= within_px))[truth_visible].mean()),
-            "hidden": float((~np.asarray(visible, bool))[covered].mean()) if covered.any()
-            else 1.0,
-            "mean_px": float(dist[seen].mean()) if seen.any() else float("nan"),
-            "max_px": float(dist[seen].max()) if seen.any() else float("nan")}
 
 
 def track_cli(frames_dir: Path, point: np.ndarray, tracker: str) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +63,7 @@ def bench_videos(seeds: list[int], frames: int) -> None:
             total += len(video.frames)
             for name, cls in TRACKERS.items():
                 xy, visible = track_cli(directory, video.xy[0], name)
-                rows[name].append(hard_video_scores(xy, visible, video.xy, video.visible))
+                rows[name].append(tracking_scores(xy, visible, video.xy, video.visible))
                 start = time.perf_counter()   # tracking alone, on the decoded frames
                 cls().track(video.frames, 0, tuple(video.xy[0]))
                 seconds[name] += time.perf_counter() - start

@@ -304,6 +304,13 @@ class AffineParams:
     max_aspect: float = 1.25    # plausible anisotropy of the warp
 
 
+def template_size(shape: tuple[int, ...]) -> int:
+    """The affine tracker's default template side for frames of this (height, width): about
+    1/12 of the shorter side (roughly a gripper in typical robot camera views), odd, ≥ 15."""
+    side = min(shape[:2]) // 12
+    return max(15, side + 1 - side % 2)
+
+
 class AffineTracker:
     """See the module docstring. Positions are the template centre mapped by the warp."""
     name = "affine"
@@ -331,9 +338,8 @@ class _AffineRun:
 
     def __init__(self, params: AffineParams, gray: list[np.ndarray], xy0: np.ndarray,
                  reseed: Callable[[int], "tuple[float, float] | None"] | None) -> None:
-        if params.size <= 0:   # about the gripper's size in typical robot camera views
-            side = min(gray[0].shape) // 12
-            params = replace(params, size=max(15, side + 1 - side % 2))
+        if params.size <= 0:
+            params = replace(params, size=template_size(gray[0].shape))
         self.p, self.gray, self.reseed, self.xy0 = params, gray, reseed, xy0
         self.c = (params.size - 1) / 2
         self.height, self.width = gray[0].shape

@@ -85,6 +85,22 @@ def trace_error(gripper_xy: np.ndarray, gt_xy: np.ndarray, visible: np.ndarray) 
             "missing": int((vis & ~np.isfinite(dist)).sum())}
 
 
+def tracking_scores(xy: np.ndarray, reported_visible: np.ndarray, gt_xy: np.ndarray,
+                    gt_visible: np.ndarray, within_px: float = 4.0) -> dict[str, float]:
+    """How well a tracker did against ground truth: `within` = the share of truly visible frames
+    reported visible and within `within_px`; `hidden` = the share of covered frames reported
+    not visible (1 when none is covered); mean/max pixel error on the truly visible frames
+    reported visible (NaN when none)."""
+    dist = np.linalg.norm(np.asarray(xy, np.float64) - np.asarray(gt_xy, np.float64), axis=1)
+    reported, truth = np.asarray(reported_visible, bool), np.asarray(gt_visible, bool)
+    seen = truth & reported
+    return {"within": float((seen & (dist <= within_px))[truth].mean()) if truth.any()
+            else float("nan"),
+            "hidden": float((~reported)[~truth].mean()) if (~truth).any() else 1.0,
+            "mean_px": float(dist[seen].mean()) if seen.any() else float("nan"),
+            "max_px": float(dist[seen].max()) if seen.any() else float("nan")}
+
+
 # --- localize + track ----------------------------------------------------------------------------
 
 class CountingLocalizer:
