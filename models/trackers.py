@@ -287,7 +287,7 @@ class AffineParams:
     # covered one 0.6-0.9, an aligned patch of textured background up to ~0.7.
     visible: float = 0.75       # seen (while tracking)
     reacquire: float = 0.8      # seen again after a loss (a jump needs stronger evidence)
-    confident: float = 0.85     # below: unsure (the localizer is asked); no appearance update
+    confident: float = 0.85     # below: the view is not trusted to update the appearance
     refresh: float = 0.92       # below (and confident): the current view becomes the reference
     clean: float = 0.95         # views this clean are kept for re-acquisition
     halves: float = 0.75        # every half of a confident view must match (no partial cover)
@@ -297,7 +297,7 @@ class AffineParams:
     view_every: int = 3         # frames between kept views
     blur: int = 1               # ECC's Gaussian pre-filter (1: none)
     agree_px: float = 4.0       # tracker and localizer this close agree
-    ask_below: float = 0.75     # the localizer (when there is one) is asked below this score
+    ask_below: float = 0.75     # unsure below this: the localizer (if any) is asked
     seen: float = 0.4           # where the localizer puts it, a changed view still matches this
     min_contrast: float = 0.85  # ... and keeps this share of its contrast
     max_scale: float = 1.4      # plausible scale change against the reference (and 1/x)
