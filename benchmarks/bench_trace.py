@@ -2,7 +2,8 @@
 
 On generated 256×256 videos with known motion (tests/synthetic_video.py: fast moves, an occlusion)
 turned into episodes whose state projects exactly onto the ground truth:
-- projection localizer: every frame (`--tracker none`) vs `lk` (and `cotracker3` where it loads);
+- projection localizer: every frame (`--tracker none`) vs `affine` (the default), `lk` (and
+  `cotracker3` where it loads);
 - pointing localizer with a tiny random-weight transformers VLM (cost-realistic call pattern, its
   answers are noise): every frame one at a time (the reference), every frame batched, and the
   tracked path (one pointing batch for the seed + `lk`).
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.device import resolve_device  # noqa: E402
 from models.localizers import Clip, PointingLocalizer, ProjectionLocalizer  # noqa: E402
-from models.trackers import LKTracker, cotracker_from_hub  # noqa: E402
+from models.trackers import AffineTracker, LKTracker, cotracker_from_hub  # noqa: E402
 from schemas.config import ArmConfig, CameraConfig  # noqa: E402
 from schemas.episode import decode_rgb  # noqa: E402
 from tests.synthetic_video import make_video, video_episode  # noqa: E402
@@ -97,6 +98,9 @@ def main() -> int:
     projection, lk = ProjectionLocalizer(CAMERA), LKTracker()
     every = measure("projection, every frame", data,
                     lambda c: localize_and_track(projection, None, c, ARM), device)
+    affine = measure("projection + affine", data,
+                     lambda c: localize_and_track(projection, AffineTracker(), c, ARM), device)
+    ratio(affine, every)
     tracked = measure("projection + lk", data,
                       lambda c: localize_and_track(projection, lk, c, ARM), device)
     ratio(tracked, every)

@@ -13,13 +13,19 @@ whether the point is seen there.
   normalized cross-correlation with it. Where that is doubtful the localizer decides the
   position and appearance only whether the gripper is seen there (its appearance is then
   re-anchored: grippers turn and open); without a localizer, a template search re-acquires it.
+- `AffineTracker` (the default): the gripper's appearance, aligned to each frame by an affine
+  ECC warp (rotation, scale, shear, and gain/bias of the light) after a coarse template search
+  around the predicted position; a view that no longer fits (fingers, light) becomes the new
+  reference only when it is seen cleanly. After a loss (occlusion) it searches wider, with the
+  clean views seen so far and turned copies of the latest one, and takes the gripper back only on
+  strong evidence. Asks the localizer only where the alignment is weak.
 - `CoTrackerTracker`: CoTracker3 from torch.hub (offline up to a clip length, online beyond).
 """
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import cv2
@@ -269,6 +275,292 @@ class LKTracker:
 
 def _inside(xy: "np.ndarray | tuple[float, float]", width: int, height: int) -> bool:
     return bool(0 <= xy[0] <= width - 1 and 0 <= xy[1] <= height - 1)
+
+
+_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 1e-3)
+
+
+@dataclass(frozen=True)
+class AffineParams:
+    size: int = 0               # template side (px), odd; 0: 1/12 of the image side, ≥ 15
+    pad: int = 6                # ECC works on a crop this much larger than the template
+    radius: int = 12            # coarse search radius (px) beyond the predicted motion
+    max_radius: int = 96        # ... growing while lost, up to this
+    # ECC correlation of the reference with its aligned view. A clean view scores 0.93+, a half
+    # covered one 0.6-0.9, an aligned patch of textured background up to ~0.7.
+    visible: float = 0.75       # seen (while tracking)
+    reacquire: float = 0.8      # seen again after a loss (a jump needs stronger evidence)
+    confident: float = 0.85     # below: the view is not trusted to update the appearance
+    refresh: float = 0.92       # below (and confident): the current view becomes the reference
+    clean: float = 0.95         # views this clean are kept for re-acquisition
+    halves: float = 0.75        # every half of a confident view must match (no partial cover)
+    coarse: float = 0.4         # coarse search score needed to try an alignment
+    turns: tuple[float, ...] = (-24.0, -12.0, 12.0, 24.0)   # turned views tried after a loss
+    views: int = 6              # clean views kept
+    view_every: int = 3         # frames between kept views
+    blur: int = 1               # ECC's Gaussian pre-filter (1: none)
+    agree_px: float = 4.0       # tracker and localizer this close agree
+    ask_below: float = 0.75     # unsure below this: the localizer (if any) is asked
+    seen: float = 0.4           # where the localizer puts it, a changed view still matches this
+    min_contrast: float = 0.85  # ... and keeps this share of its contrast
+    max_scale: float = 1.4      # plausible scale change against the reference (and 1/x)
+    max_aspect: float = 1.25    # plausible anisotropy of the warp
+
+
+def template_size(shape: tuple[int, ...]) -> int:
+    """The affine tracker's default template side for frames of this (height, width): about
+    1/12 of the shorter side (roughly a gripper in typical robot camera views), odd, ≥ 15."""
+    side = min(shape[:2]) // 12
+    return max(15, side + 1 - side % 2)
+
+
+class AffineTracker:
+    """See the module docstring. Positions are the template centre mapped by the warp."""
+    name = "affine"
+
+    def __init__(self, params: AffineParams = AffineParams()) -> None:
+        self.params = params
+
+    def track(self, frames: np.ndarray, t0: int, xy0: tuple[float, float],
+              reseed: Reseed | None = None) -> tuple[np.ndarray, np.ndarray]:
+        check_seed(frames, t0, xy0)
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        xy = np.full((len(frames), 2), np.nan)
+        visible = np.zeros(len(frames), bool)
+        for order in (range(t0, len(frames)), range(t0, -1, -1)):
+            seq = list(order)
+            pts, vis = _AffineRun(self.params, [gray[i] for i in seq], np.float32(xy0),
+                                  None if reseed is None else (lambda k: reseed(seq[k]))).run()
+            xy[seq], visible[seq] = pts, vis
+        return xy, visible
+
+
+class _AffineRun:
+    """One direction of an `AffineTracker` run, forwards through `gray` from its first frame.
+    A warp maps reference (template) coordinates to frame coordinates."""
+
+    def __init__(self, params: AffineParams, gray: list[np.ndarray], xy0: np.ndarray,
+                 reseed: Callable[[int], "tuple[float, float] | None"] | None) -> None:
+        if params.size <= 0:
+            params = replace(params, size=template_size(gray[0].shape))
+        self.p, self.gray, self.reseed, self.xy0 = params, gray, reseed, xy0
+        self.c = (params.size - 1) / 2
+        self.height, self.width = gray[0].shape
+        # the reference the warp aligns, the latest clean appearance (axis-aligned, for the
+        # coarse search) and the clean views kept for re-acquisition (larger, so they can turn)
+        self.reference = self.appearance = _patch(gray[0], xy0, params.size)
+        self.linear = np.eye(2, dtype=np.float32)
+        self.views = [_patch(gray[0], xy0, params.size + 12)]
+        self.last_view = 0
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        p, n = self.p, len(self.gray)
+        out = np.full((n, 2), np.nan)
+        visible = np.zeros(n, bool)
+        pos, velocity, lost = self.xy0.copy(), np.zeros(2, np.float32), 0
+        out[0], visible[0] = pos, True
+        candidates: list[np.ndarray] = []
+        for k in range(1, n):
+            gray = self.gray[k]
+            guess = pos + velocity * min(lost + 1, 3)
+            if lost == 0:
+                radius = int(p.radius + np.abs(velocity).max())
+                found, warp, score = self._locate(gray, guess, radius, 0, [])
+            if lost or found is None:   # lost, or a sudden move: search wider, with more views
+                if lost == 0:   # a loss begins: the clean views so far, turned copies of the latest
+                    candidates = [_crop(v, p.size) for v in self.views]
+                    candidates += [_crop(_turned(self.views[-1], a), p.size) for a in p.turns]
+                radius = min(p.radius * (3 + lost), p.max_radius)
+                found, warp, score = self._locate(gray, guess, radius, lost + 1, candidates)
+            if self.reseed is not None and (found is None or score < p.ask_below):
+                hint = self.reseed(k)
+                if hint is not None:
+                    hint = np.float32(hint)
+                    # its view just before, when it was seen there (else that was the cover)
+                    recent = _patch(self.gray[k - 1], out[k - 1], p.size) if visible[k - 1] \
+                        else None
+                    found, warp, score = self._check_hint(gray, hint, recent, found, warp, score)
+                    if found is None:   # the localizer's position, not seen there
+                        guess = pos = hint
+                        velocity = np.zeros(2, np.float32)
+            if found is not None:
+                velocity = (found - pos) / (lost + 1)
+                pos, lost = found, 0
+                out[k], visible[k] = found, True
+                self._update(gray, k, found, warp, score)
+            else:
+                lost += 1
+                out[k] = np.clip(guess, 0, [self.width - 1, self.height - 1])
+        return out, visible
+
+    def _locate(self, gray: np.ndarray, guess: np.ndarray, radius: int, lost: int,
+                candidates: list[np.ndarray]
+                ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+        """Coarse search around `guess`, then affine ECC → (point or None, warp, score).
+        While lost, every candidate view is searched too and the best match aligned (it
+        becomes the reference when the gripper is taken back)."""
+        p = self.p
+        reference, linear = self.reference, self.linear
+        if lost:   # a wide search with many views: at half resolution, then refined
+            small = cv2.pyrDown(gray)
+            best, template = -1.0, self.appearance
+            for view in [self.appearance] + candidates:
+                c2, s2 = _match(small, cv2.pyrDown(view), guess / 2, radius // 2)
+                if s2 > best:
+                    cand, best, template = c2 * 2, s2, view
+            cand, best = _match(gray, template, cand, 3)
+            if template is not self.appearance:
+                reference, linear = template, np.eye(2, dtype=np.float32)
+        else:
+            cand, best = _match(gray, self.appearance, guess, radius)
+        if best < p.coarse:
+            return None, None, -1.0
+        score, warp = self._ecc(gray, reference, self._warp_at(cand, linear))
+        need = p.visible if lost == 0 else p.reacquire
+        point = warp @ np.float32([self.c, self.c, 1])
+        if score >= need and self._plausible(warp) and _inside(point, self.width, self.height):
+            self.reference = reference
+            return point, warp, score
+        return None, None, score
+
+    def _check_hint(self, gray: np.ndarray, hint: np.ndarray, recent: np.ndarray | None,
+                    found: np.ndarray | None, warp: np.ndarray | None, score: float
+                    ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+        """The localizer says the gripper is at `hint`. The tracker's own point stands where
+        the two agree (it is free of the localizer's noise); else the reference, or the latest
+        clean appearance, aligned at the hint decides whether it is seen there."""
+        p = self.p
+        if found is not None and np.linalg.norm(found - hint) <= p.agree_px:
+            return found, warp, score
+        for reference, linear in ((self.reference, self.linear),
+                                  (self.appearance, np.eye(2, dtype=np.float32))):
+            s2, w2 = self._ecc(gray, reference, self._warp_at(hint, linear))
+            point = w2 @ np.float32([self.c, self.c, 1])
+            if (s2 >= p.visible and self._plausible(w2)
+                    and np.linalg.norm(point - hint) <= p.agree_px):
+                # confirmed by both: its view here is the appearance to follow from now on
+                self.reference = self.appearance = _patch(gray, point, p.size)
+                self.linear = np.eye(2, dtype=np.float32)
+                return point, self._warp_at(point, self.linear), max(s2, p.confident)
+        # Changed beyond an affine fit (fingers closed on a block) while in view: seen if its
+        # view in the previous frame still roughly matches there and the patch keeps its
+        # contrast (a plain occluder does not); then that view becomes the appearance to follow.
+        # After a loss only an alignment (above) counts: a textured cover can match loosely.
+        if recent is None:
+            return None, None, -1.0
+        patch = _patch(gray, hint, p.size)
+        seen = _match(gray, recent, hint, int(round(p.agree_px)))[1]
+        if seen >= p.seen and patch.std() >= p.min_contrast * self.appearance.std():
+            self.reference = self.appearance = patch
+            self.linear = np.eye(2, dtype=np.float32)
+            return hint, self._warp_at(hint, self.linear), p.confident
+        return None, None, -1.0
+
+    def _update(self, gray: np.ndarray, k: int, found: np.ndarray, warp: np.ndarray,
+                score: float) -> None:
+        """Keep the warp; a confident, wholly matching view updates the appearance, becomes
+        the reference when the old one fits less well, and is kept when clean."""
+        p = self.p
+        self.linear = warp[:, :2].copy()
+        if score < p.confident or (score < p.clean
+                                   and _halves(gray, self.reference, warp) < p.halves):
+            return
+        self.appearance = _patch(gray, found, p.size)
+        if score < p.refresh:
+            self.reference, self.linear = self.appearance, np.eye(2, dtype=np.float32)
+        if score >= p.clean and k - self.last_view >= p.view_every:
+            self.views = self.views[1 - p.views:] + [_patch(gray, found, p.size + 12)]
+            self.last_view = k
+
+    def _warp_at(self, xy: np.ndarray, linear: np.ndarray) -> np.ndarray:
+        """The warp with this linear part that puts the template centre at `xy`."""
+        t = np.float32(xy) - linear @ np.float32([self.c, self.c])
+        return np.c_[linear, t].astype(np.float32)
+
+    def _ecc(self, gray: np.ndarray, reference: np.ndarray, warp: np.ndarray
+             ) -> tuple[float, np.ndarray]:
+        """Affine ECC of `reference` onto a crop of `gray` around the warp → (correlation,
+        warp); -1 where it does not converge."""
+        p = self.p
+        r = p.size // 2 + p.pad
+        centre = warp @ np.float32([self.c, self.c, 1])
+        x0 = int(np.clip(round(float(centre[0])) - r, 0, self.width - 2 * r - 1))
+        y0 = int(np.clip(round(float(centre[1])) - r, 0, self.height - 2 * r - 1))
+        crop = gray[y0:y0 + 2 * r + 1, x0:x0 + 2 * r + 1]
+        for motion in (cv2.MOTION_AFFINE, cv2.MOTION_TRANSLATION):
+            local = warp.copy()
+            local[:, 2] -= (x0, y0)
+            try:
+                score, local = cv2.findTransformECC(reference, crop, local, motion,
+                                                    _ECC_CRITERIA, None, p.blur)
+            except cv2.error:   # no convergence; a translation alone may still converge
+                continue
+            local[:, 2] += (x0, y0)
+            return float(score), local
+        return -1.0, warp
+
+    def _plausible(self, warp: np.ndarray) -> bool:
+        """A gripper turns and scales; a warp that mirrors, squashes or shears it is a false
+        fit (affine ECC can bend background texture into a likeness)."""
+        linear = warp[:, :2]
+        det = float(np.linalg.det(linear))
+        if det <= 0 or not 1 / self.p.max_scale <= np.sqrt(det) <= self.p.max_scale:
+            return False
+        high, low = np.linalg.svd(linear, compute_uv=False)
+        return high <= self.p.max_aspect * low
+
+
+def _match(gray: np.ndarray, template: np.ndarray, centre: np.ndarray, radius: int
+           ) -> tuple[np.ndarray, float]:
+    """Best normalized-correlation match of `template` within `radius` of `centre` → (xy with
+    a sub-pixel peak, score)."""
+    size = template.shape[0]
+    half = size // 2
+    height, width = gray.shape
+    cx, cy = int(round(float(centre[0]))), int(round(float(centre[1])))
+    x0 = min(max(cx - radius - half, 0), width - size)
+    y0 = min(max(cy - radius - half, 0), height - size)
+    x1 = max(min(cx + radius + half + 1, width), x0 + size)
+    y1 = max(min(cy + radius + half + 1, height), y0 + size)
+    scores = cv2.matchTemplate(gray[y0:y1, x0:x1], template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+    return np.array([x0 + half + bx + _peak_offset(scores[by, bx - 1:bx + 2]),
+                     y0 + half + by + _peak_offset(scores[by - 1:by + 2, bx])],
+                    np.float32), float(best)
+
+
+def _patch(gray: np.ndarray, xy: np.ndarray, size: int) -> np.ndarray:
+    return cv2.getRectSubPix(gray, (size, size), tuple(map(float, xy)))
+
+
+def _crop(view: np.ndarray, size: int) -> np.ndarray:
+    o = (view.shape[0] - size) // 2
+    return np.ascontiguousarray(view[o:o + size, o:o + size])
+
+
+def _turned(view: np.ndarray, angle: float) -> np.ndarray:
+    """The view turned by `angle` degrees about its centre."""
+    c = (view.shape[0] - 1) / 2
+    rotation = cv2.getRotationMatrix2D((c, c), angle, 1.0)
+    return cv2.warpAffine(view, rotation, view.shape[::-1], flags=cv2.INTER_LINEAR)
+
+
+def _halves(gray: np.ndarray, reference: np.ndarray, warp: np.ndarray) -> float:
+    """The worst correlation of the four halves (top, bottom, left, right) of the reference
+    with the aligned view: low when something covers part of the gripper."""
+    size = reference.shape[0]
+    h = size // 2 + 1
+    view = cv2.warpAffine(gray, warp, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    parts = ((slice(0, h), slice(None)), (slice(size - h, size), slice(None)),
+             (slice(None), slice(0, h)), (slice(None), slice(size - h, size)))
+    return min(_ncc_arrays(view[a, b], reference[a, b]) for a, b in parts)
+
+
+def _ncc_arrays(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float32) - a.mean()
+    b = b.astype(np.float32) - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / denominator if denominator > 0 else 0.0
 
 
 COTRACKER_HUB = "facebookresearch/co-tracker"

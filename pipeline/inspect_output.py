@@ -131,6 +131,10 @@ def print_report(rep: dict[str, Any]) -> None:
             print(f"{stage} options: {json.dumps(options, sort_keys=True)}")
     if rep["counters"]:
         print("counters: " + ", ".join(f"{k}={v}" for k, v in rep["counters"].items()))
+    frames = rep["counters"].get("trace/frames", 0)
+    if frames:   # what tracking saved: the share of frames the localizer was asked about
+        calls = rep["counters"].get("trace/localizer_calls", 0)
+        print(f"trace: localizer asked on {calls}/{frames} frames ({calls / frames:.1%})")
     print("columns: " + ", ".join(rep["columns"]))
     if rep["statistics"]:
         a = rep["statistics"]["action"]

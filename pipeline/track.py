@@ -18,7 +18,7 @@ import numpy as np
 from models.device import DEVICE_CHOICES, resolve_device
 from models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
     load_pointing_model
-from models.trackers import LKTracker, cotracker_from_hub
+from models.trackers import AffineTracker, LKTracker, cotracker_from_hub
 from pipeline.errors import UsageError
 from schemas.config import ArmConfig
 
@@ -77,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("frames", help="directory of images or video file")
     p.add_argument("--point", type=parse_point, help="X,Y in pixels at --frame")
     p.add_argument("--frame", type=int, default=0, help="frame of the point (default 0)")
-    p.add_argument("--tracker", choices=("lk", "cotracker3"), default="lk")
+    p.add_argument("--tracker", choices=("affine", "lk", "cotracker3"), default="affine",
+                   help="affine (default): follows turns, scale, opening fingers and light "
+                        "changes; lk: Lucas-Kanade; cotracker3: learned, needs its weights")
     p.add_argument("--localizer", choices=("pointing",),
                    help="find the point at --frame with a pointing model instead of --point")
     p.add_argument("--pointing-model", default=DEFAULT_POINTING_MODEL)
@@ -116,7 +118,9 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
             point = reseed(args.frame)
             if point is None:
                 raise TrackError(f"the pointing model found no gripper in frame {args.frame}")
-    if args.tracker == "lk":
+    if args.tracker == "affine":
+        tracker = AffineTracker()
+    elif args.tracker == "lk":
         tracker = LKTracker()
     else:
         tracker = cotracker_from_hub(args.cotracker_repo, device)

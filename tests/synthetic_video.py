@@ -152,3 +152,92 @@ def video_episode(video: SyntheticVideo, episode_id: str = "synthetic-0",
     if camera_in_metadata:
         metadata = {"camera_intrinsics": K.tolist(), "camera_extrinsics": T.tolist()}
     return Episode("synthetic", episode_id, num_frames, steps, metadata), K, T
+
+
+def _smooth_signal(rng: np.random.Generator, num_frames: int, amplitude: float) -> np.ndarray:
+    """A smooth random curve in [-amplitude, amplitude] (sum of slow sinusoids, rescaled)."""
+    t = np.arange(num_frames, dtype=np.float64) / max(1, num_frames)
+    curve = sum(rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t
+                                              + rng.uniform(0, 2 * np.pi)) for _ in range(3))
+    peak = np.abs(curve).max()
+    return amplitude * curve / peak if peak > 0 else curve
+
+
+def _hard_gripper(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Body texture (size × 2·size/3) and finger colour of a gripper drawn by `_hard_sprite`."""
+    body_h = size * 2 // 3
+    body = 0.55 * _texture(rng, body_h, size, 4) + 0.45 * rng.uniform(60, 200, 3)
+    return body.astype(np.float32), rng.uniform(30, 90, 3).astype(np.float32), body_h
+
+
+def _hard_sprite(body: np.ndarray, finger: np.ndarray, opening: float
+                 ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Sprite (image, alpha, body centre x, y): the body above two fingers `opening` (0..1) apart.
+    The canvas is wider than the body so that open fingers fit."""
+    body_h, size = body.shape[:2]
+    finger_w, finger_h = max(3, size // 5), size // 3
+    width = size + 2 * finger_w
+    image = np.zeros((body_h + finger_h, width, 3), np.float32)
+    alpha = np.zeros(image.shape[:2], np.float32)
+    image[:body_h, finger_w:finger_w + size] = body
+    alpha[:body_h, finger_w:finger_w + size] = 1.0
+    gap = (0.15 + 0.85 * opening) * (size / 2)      # half gap between the fingers' inner edges
+    centre = finger_w + (size - 1) / 2
+    for inner in (centre - gap - finger_w, centre + gap):
+        x0 = int(round(np.clip(inner, 0, width - finger_w)))
+        image[body_h:, x0:x0 + finger_w] = finger
+        alpha[body_h:, x0:x0 + finger_w] = 1.0
+    return image, alpha, centre, (body_h - 1) / 2
+
+
+def make_hard_video(seed: int, num_frames: int = 60, width: int = 256, height: int = 256,
+                    patch_size: int = 36, rotation_deg: float = 25.0, scale: float = 0.15,
+                    fast_moves: int = 1, occlusions: int = 1, occluded_frames: int = 4,
+                    lighting: float = 0.3, noise: float = 3.0, jpeg_quality: int = 80
+                    ) -> SyntheticVideo:
+    """A harder video of the same kind: the gripper also turns in the image plane (up to
+    ±`rotation_deg`), changes scale (±`scale`), opens and closes its fingers; the light drifts
+    (gain ±`lighting` and a moving brightness gradient); sensor noise; every frame goes through
+    JPEG at `jpeg_quality`. An opaque bar slides over the gripper and covers its point for about
+    `occluded_frames` frames. The ground truth is the body centre."""
+    rng = np.random.default_rng(seed)
+    background = _texture(rng, height, width, 16)
+    body, finger, _ = _hard_gripper(rng, patch_size)
+    margin = patch_size * (1 + scale)
+    xy = _path(rng, num_frames, width, height, margin, fast_moves)
+    angle = _smooth_signal(rng, num_frames, rotation_deg)
+    zoom = 1.0 + _smooth_signal(rng, num_frames, scale)
+    opening = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1.0, 2.5) * np.arange(num_frames)
+                                 / num_frames + rng.uniform(0, 2 * np.pi))
+    gain = 1.0 + _smooth_signal(rng, num_frames, lighting)
+    tilt = _smooth_signal(rng, num_frames, 0.5 * lighting)   # left-right brightness gradient
+    bar = np.clip(_texture(rng, height, 40, 8) * 0.3 + rng.uniform(40, 120, 3), 0, 255)
+    bar_x = np.full(num_frames, np.nan)
+    for _ in range(occlusions):   # the bar crosses the point at a speed that covers it ~N frames
+        start = int(rng.integers(num_frames // 4, max(num_frames // 4 + 1, num_frames - 10)))
+        speed = bar.shape[1] / max(1, occluded_frames) * rng.choice([-1, 1])
+        for k in range(-2, occluded_frames + 3):
+            t = start + k
+            if 0 <= t < num_frames:
+                bar_x[t] = xy[t, 0] + (k - (occluded_frames - 1) / 2) * speed
+    ramp = np.linspace(-1, 1, width, dtype=np.float32)[None, :, None]
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    visible = np.ones(num_frames, bool)
+    for t in range(num_frames):
+        sprite, alpha, cx, cy = _hard_sprite(body, finger, float(opening[t]))
+        warp = cv2.getRotationMatrix2D((cx, cy), float(angle[t]), float(zoom[t]))
+        warp[:, 2] += xy[t] - (cx, cy)
+        p = cv2.warpAffine(sprite, warp, (width, height), flags=cv2.INTER_LINEAR)
+        m = cv2.warpAffine(alpha, warp, (width, height), flags=cv2.INTER_LINEAR)[..., None]
+        frame = background * (1 - m) + p * m
+        if not np.isnan(bar_x[t]):
+            x0 = int(round(bar_x[t] - bar.shape[1] / 2))
+            xs = slice(max(0, x0), min(width, x0 + bar.shape[1]))
+            if xs.start < xs.stop:
+                frame[:, xs] = bar[:, xs.start - x0:xs.stop - x0]
+            visible[t] = not x0 - 0.5 <= xy[t, 0] <= x0 + bar.shape[1] - 0.5
+        frame = frame * (gain[t] + tilt[t] * ramp) + rng.normal(0, noise, frame.shape)
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        frames[t] = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return SyntheticVideo(frames, xy, visible, ~np.isnan(bar_x))

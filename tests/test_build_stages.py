@@ -262,6 +262,8 @@ def test_synthetic_depth_is_sensor_disparity(synthetic_built, sensor_depth, vqva
 def test_synthetic_gripper_follows_projection(synthetic_built):
     counters = manifest(synthetic_built)["counters"]
     assert "trace/trace_nothing_found" not in counters
+    assert counters["trace/frames"] == SYN_EPISODES * SYN_STEPS   # one arm
+    assert 1 <= counters["trace/localizer_calls"] <= counters["trace/frames"]
     errors = []
     for ep_rows in by_episode(read_rows(synthetic_built)).values():
         assert len(ep_rows) == SYN_STEPS
@@ -298,6 +300,8 @@ def test_preview_and_inspect(synthetic_built, vqvae, tmp_path, capsys):
         middle = strip[:, SYN_W + gap:2 * SYN_W + gap]
         assert (middle == stored[..., None]).all()
     capsys.readouterr()
+    assert armdata("inspect", synthetic_built) == 0
+    assert "trace: localizer asked on " in capsys.readouterr().out
     assert armdata("inspect", synthetic_built, "--verify", "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["consistent"] and report["round_trip_mismatches"] == 0

@@ -14,9 +14,9 @@ from pipeline.synthetic import gripper_pixels, render_episode
 from schemas.episode import Episode, Step, encode_jpeg
 from schemas.output import episode_table
 from tests.conftest import REPO
-from tests.synthetic_video import make_video, video_episode
+from tests.synthetic_video import make_hard_video, make_video, video_episode
 from transforms.trace import TraceStage, add_build_arguments, episode_traces, normalize_point, \
-    stage_from_args, trace_error, trace_indices
+    stage_from_args, trace_error, trace_indices, tracking_scores
 
 
 # --- subsample rule ---------------------------------------------------------------------------
@@ -153,6 +153,35 @@ def test_lk_stage_on_demo_episodes(size, seed, episodes):
     assert not seen[~truth].any()
 
 
+@pytest.mark.parametrize("tracker,most", [("affine", 0.15), ("none", 1.0)])
+def test_stage_counts_localizer_calls(tracker, most):
+    """The localizer is asked only where the tracker is unsure; calls and frames are counted
+    (they become trace/localizer_calls and trace/frames in the manifest)."""
+    video = make_hard_video(7005, num_frames=40)
+    episode, _, _ = video_episode(video)
+    stage = TraceStage(localizer="projection", tracker=tracker, camera=CAMERA)
+    out = _run(stage, episode)
+    assert stage.counters["frames"] == 40
+    assert 1 <= stage.counters["localizer_calls"] <= most * 40
+    if tracker == "none":   # projection sees through the bar: only the count is checked
+        assert stage.counters["localizer_calls"] == 40
+        return
+    xy = np.array([s.gripper_xy for s in out.steps], float)
+    visible = np.array([s.gripper_visible for s in out.steps])
+    scores = tracking_scores(xy, visible, video.xy, video.visible)
+    assert scores["within"] >= 0.9 and scores["hidden"] >= 0.8, scores
+
+
+def test_tracking_scores():
+    gt = np.array([[0, 0], [10, 10], [20, 20], [30, 30]], float)
+    est = np.array([[3, 4], [10, 10], [20, 29], [0, 0]], float)
+    scores = tracking_scores(est, np.array([True, True, True, False]), gt,
+                             np.array([True, True, True, False]))
+    assert scores["within"] == pytest.approx(1 / 3) and scores["hidden"] == 1.0   # 0, 5, 9 px
+    assert scores["mean_px"] == pytest.approx(14 / 3) and scores["max_px"] == pytest.approx(9)
+    assert tracking_scores(est, np.zeros(4, bool), gt, np.ones(4, bool))["within"] == 0.0
+
+
 def test_bimanual_stage_fills_arm_traces():
     video = make_video(4, num_frames=12)
     episode, _, _ = video_episode(video)
@@ -206,7 +235,7 @@ def test_stage_from_args_and_errors():
                            "camera": {"intrinsics": "episode_metadata/k",
                                       "extrinsics": "episode_metadata/t"}})
     stage = stage_from_args(parser.parse_args([]), config)
-    assert (stage.localizer_name, stage.tracker_name) == ("projection", "lk")
+    assert (stage.localizer_name, stage.tracker_name) == ("projection", "affine")
     no_camera = parse_config({"name": "demo", "standardize": "identity", "image_key": "image",
                               "require_instruction": False})
     with pytest.raises(ConfigError, match="camera"):

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.synthetic_video import make_video, write_frames, write_video
-from transforms.trace import trace_error
+from tests.synthetic_video import make_hard_video, make_video, write_frames, write_video
+from transforms.trace import trace_error, tracking_scores
 
 
 def _main(argv: list[str]) -> int:
@@ -37,6 +37,21 @@ def test_track_json_accuracy(tmp_path, capsys, seed, start, as_video):
     err = trace_error(np.array(out["tracks"]), video.xy, video.visible)
     assert err["mean_px"] <= 1.5, err
     assert np.mean(out["visible"]) >= 0.9
+
+
+@pytest.mark.parametrize("tracker", ["affine", "lk"])
+def test_track_hard_video_by_tracker(tmp_path, capsys, tracker):
+    """`lk` stays selectable; on a hard video (turns, scale, fingers, light, JPEG, a bar) the
+    default keeps the gripper where lk loses it, and both report the covered frames hidden."""
+    video = make_hard_video(7006, num_frames=40)
+    path = write_frames(video, tmp_path / "f")
+    argv = ["track", str(path), "--point", "{},{}".format(*video.xy[0]), "--json"]
+    assert _main(argv + ([] if tracker == "affine" else ["--tracker", tracker])) == 0
+    out = json.loads(capsys.readouterr().out)
+    scores = tracking_scores(np.array(out["tracks"]), np.array(out["visible"]), video.xy,
+                             video.visible)
+    assert scores["hidden"] >= 0.8
+    assert (scores["within"] >= 0.9) == (tracker == "affine"), scores
 
 
 def test_track_table_output(tmp_path, capsys):

@@ -24,7 +24,7 @@ from models.provenance import describe_file, describe_model
 from models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer, Localizer, \
     ManualLocalizer, PointingLocalizer, ProjectionLocalizer, load_manual_points, \
     load_pointing_model
-from models.trackers import LKTracker, cotracker_from_hub
+from models.trackers import AffineTracker, LKTracker, cotracker_from_hub
 from schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
 from schemas.episode import DataError, Episode, Rejection, decode_rgb
 from transforms.base import Stage, shared_model
@@ -32,7 +32,7 @@ from transforms.base import Stage, shared_model
 log = logging.getLogger(__name__)
 
 LOCALIZERS = ("projection", "fit", "pointing", "manual")
-TRACKERS = ("lk", "cotracker3", "none")
+TRACKERS = ("affine", "lk", "cotracker3", "none")
 MAX_TRACE_POINTS = 5
 
 
@@ -87,14 +87,44 @@ def trace_error(gripper_xy: np.ndarray, gt_xy: np.ndarray, visible: np.ndarray) 
             "missing": int((vis & ~np.isfinite(dist)).sum())}
 
 
+def tracking_scores(xy: np.ndarray, reported_visible: np.ndarray, gt_xy: np.ndarray,
+                    gt_visible: np.ndarray, within_px: float = 4.0) -> dict[str, float]:
+    """How well a tracker did against ground truth: `within` = the share of truly visible frames
+    reported visible and within `within_px`; `hidden` = the share of covered frames reported
+    not visible (1 when none is covered); mean/max pixel error on the truly visible frames
+    reported visible (NaN when none)."""
+    dist = np.linalg.norm(np.asarray(xy, np.float64) - np.asarray(gt_xy, np.float64), axis=1)
+    reported, truth = np.asarray(reported_visible, bool), np.asarray(gt_visible, bool)
+    seen = truth & reported
+    return {"within": float((seen & (dist <= within_px))[truth].mean()) if truth.any()
+            else float("nan"),
+            "hidden": float((~reported)[~truth].mean()) if (~truth).any() else 1.0,
+            "mean_px": float(dist[seen].mean()) if seen.any() else float("nan"),
+            "max_px": float(dist[seen].max()) if seen.any() else float("nan")}
+
+
 # --- localize + track ----------------------------------------------------------------------------
+
+class CountingLocalizer:
+    """A localizer that counts the frames it is asked about (the cost a tracker saves)."""
+
+    def __init__(self, localizer: Localizer) -> None:
+        self.localizer, self.batch_size, self.frames = localizer, localizer.batch_size, 0
+
+    def locate(self, clip: Clip, arm: ArmConfig, indices: Sequence[int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        indices = list(indices)
+        self.frames += len(indices)
+        return self.localizer.locate(clip, arm, indices)
+
 
 def find_seed(localizer: Localizer, clip: Clip, arm: ArmConfig, chunk: int
               ) -> tuple[int, tuple[float, float]] | None:
     """The first frame where the localizer finds the gripper, scanning `chunk` frames per call."""
     T = len(clip.frames)
-    for start in range(0, T, max(1, chunk)):
-        indices = list(range(start, min(T, start + max(1, chunk))))
+    starts = [0] + list(range(1, T, max(1, chunk)))   # the first frame alone: it usually has it
+    for start in starts:
+        indices = list(range(start, min(T, start + (1 if start == 0 else max(1, chunk)))))
         xy, found = localizer.locate(clip, arm, indices)
         hits = np.flatnonzero(found)
         if hits.size:
@@ -126,7 +156,7 @@ def localize_and_track(localizer: Localizer, tracker: Any, clip: Clip, arm: ArmC
 class TraceStage(Stage):
     name = "trace"
 
-    def __init__(self, localizer: str = "projection", tracker: str = "lk",
+    def __init__(self, localizer: str = "projection", tracker: str = "affine",
                  camera: CameraConfig | None = None, arms: Sequence[ArmConfig] = (ArmConfig(),),
                  pointing_model: str = DEFAULT_POINTING_MODEL, trust_remote_code: bool = False,
                  pointing_batch_size: int = 8, manual_points: str | None = None,
@@ -170,7 +200,9 @@ class TraceStage(Stage):
                        or self.tracker_name == "cotracker3")
         device = resolve_device(self.device, "trace models") if needs_torch else None
         self._localizer = self._make_localizer(device)
-        if self.tracker_name == "lk":
+        if self.tracker_name == "affine":
+            self._tracker = AffineTracker()
+        elif self.tracker_name == "lk":
             self._tracker = LKTracker()
         elif self.tracker_name == "cotracker3":
             self._tracker = shared_model(
@@ -220,12 +252,15 @@ class TraceStage(Stage):
         width, height = clip.size
         per_arm = []
         for arm in self.arms:
+            localizer = CountingLocalizer(self._localizer)
             try:
-                result = localize_and_track(self._localizer, self._tracker, clip, arm)
+                result = localize_and_track(localizer, self._tracker, clip, arm)
             except DataError as exc:   # bad calibration/state for this episode: null traces
                 log.warning("trace %s/%s: %s", episode.episode_id, arm.name, exc)
                 self.count("trace_localizer_error")
                 result = None
+            self.count("localizer_calls", localizer.frames)   # frames the localizer looked at
+            self.count("frames", len(clip.frames))
             if result is None:
                 self.count("trace_nothing_found")
                 xy = np.full((len(clip.frames), 2), np.nan)
@@ -274,8 +309,10 @@ def add_build_arguments(parser: argparse._ArgumentGroup | argparse.ArgumentParse
     parser.add_argument("--localizer", choices=LOCALIZERS, default=None,
                         help="how the gripper is found (default: projection when the config has a "
                              "camera, else pointing)")
-    parser.add_argument("--tracker", choices=TRACKERS, default="lk",
-                        help="how it is followed between frames; none = localize every frame")
+    parser.add_argument("--tracker", choices=TRACKERS, default="affine",
+                        help="how it is followed between frames (affine: appearance alignment "
+                             "through turns, scale and light; lk: Lucas-Kanade; cotracker3; "
+                             "none = localize every frame)")
     parser.add_argument("--pointing-model", default=DEFAULT_POINTING_MODEL,
                         help="transformers pointing VLM (Hub id or directory) for pointing/fit")
     parser.add_argument("--trust-remote-code", action="store_true",
