@@ -31,7 +31,8 @@ from transforms.validate import ValidateStage
 log = logging.getLogger(__name__)
 
 # Optional stages in graph order: name → module exposing add_build_arguments / stage_from_args.
-STAGE_MODULES = {"depth": "transforms.depth", "trace": "transforms.trace"}
+STAGE_MODULES = {"depth": "transforms.depth", "trace": "transforms.trace",
+                 "reasoning": "transforms.reasoning"}
 
 
 class BuildError(ValueError):
@@ -139,6 +140,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
                    "max_episodes": args.max_episodes, "episodes_planned": plan.num_episodes},
         "stages": ["actions", *names],
         "statistics_source": args.stats or "computed",
+        "stage_details": {s.name: s.describe() for s in stages if s.describe() is not None},
     }
     return {"config": config, "plan": plan, "stats": stats, "stages": stages,
             "manifest": manifest}

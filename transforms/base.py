@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 class Stage(abc.ABC):
     name: str = "stage"
+    # Episodes handed to `process_batch` at once (a stage whose model batches across episodes
+    # sets this; memory then holds up to this many episodes).
+    batch_episodes: int = 1
 
     def __init__(self) -> None:
         self.counters: collections.Counter[str] = collections.Counter()
@@ -31,6 +34,15 @@ class Stage(abc.ABC):
     def process(self, episode: Episode) -> tuple[Episode | None, list[Rejection]]:
         """Return the (possibly modified) episode, or None if the whole episode is rejected, plus
         the rejection records for everything dropped."""
+
+    def process_batch(self, episodes: list[Episode]
+                      ) -> list[tuple[Episode | None, list[Rejection]]]:
+        """`process` for several episodes; stages that batch across episodes override it."""
+        return [self.process(e) for e in episodes]
+
+    def describe(self) -> dict[str, Any] | None:
+        """What the manifest should record about this stage (models, revisions, prompts)."""
+        return None
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] += n
