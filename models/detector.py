@@ -101,8 +101,9 @@ class Detector:
             else:
                 results = self.processor.post_process_grounded_object_detection(
                     outputs, threshold=self.box_threshold, target_sizes=sizes, text_labels=text)
-        return [to_boxes(r.get("text_labels", r.get("labels")), r["boxes"].float().cpu().numpy(),
-                         r["scores"].float().cpu().numpy(), width, height) for r in results]
+        return [to_boxes(r["text_labels"] if "text_labels" in r else r["labels"],
+                         r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(),
+                         width, height) for r in results]
 
 
 def load_detector(model_id: str, device: Any) -> Detector:

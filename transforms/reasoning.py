@@ -13,6 +13,7 @@ The `reasoning` column is composed deterministically from the parts that ran.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import logging
 from typing import Any, Sequence
@@ -265,18 +266,20 @@ class ReasoningStage(Stage):
     def _ask(self, conversations: list[list[dict[str, Any]]]) -> list[str | None]:
         """The planner's answers (None where an endpoint call failed after its retries)."""
         self.count("plan_calls", len(conversations))
-        if isinstance(self._planner, EndpointClient):
-            answers: list[str | None] = []
-            for conversation in conversations:
-                try:
-                    answers.append(self._planner.chat(conversation, self.planner_max_new_tokens))
-                except EndpointError as exc:
-                    log.warning("%s", exc)
-                    self.count("plan_endpoint_failed")
-                    answers.append(None)
+        if isinstance(self._planner, EndpointClient):   # the batch's calls run concurrently
+            with concurrent.futures.ThreadPoolExecutor(len(conversations)) as pool:
+                answers = list(pool.map(self._chat, conversations))
+            self.count("plan_endpoint_failed", sum(a is None for a in answers))
             return answers
         self.count("plan_batches")
         return list(self._planner.generate(conversations, None, self.planner_max_new_tokens))
+
+    def _chat(self, conversation: list[dict[str, Any]]) -> str | None:
+        try:
+            return self._planner.chat(conversation, self.planner_max_new_tokens)
+        except EndpointError as exc:   # counted by the caller (this runs in a thread)
+            log.warning("%s", exc)
+            return None
 
     def _parse(self, answer: str | None, indices: list[int], n_runs: int
                ) -> tuple[Plan | None, str]:
