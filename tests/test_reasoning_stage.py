@@ -266,3 +266,70 @@ def test_missing_first_frame_captions_the_next(tiny_dirs):
     assert stage.counters["caption_frame_undecodable"] == 1
     assert stage.counters["caption_calls"] == 2 and stage.counters["caption_batches"] == 1
     assert all(s.scene_caption for e in eps for s in e.steps)
+
+
+# --- ECoT export and preview of a reasoning build ---------------------------------------------------
+
+def test_export_ecot_layout(built, tmp_path):
+    from pipeline.export_ecot import export_ecot
+
+    rows = read_rows(built)
+    stats = export_ecot(str(built), str(tmp_path / "ecot.json"))
+    data = json.loads((tmp_path / "ecot.json").read_text())
+    assert stats["episodes"] == int(EPISODES) and stats["steps"] == len(rows)
+    assert stats["steps_with_plan"] == len(rows) == stats["steps_with_objects"]
+    assert stats["steps_with_gripper_position"] == 0            # no trace stage ran
+    by_key = {(r["episode_id"], r["step"]): r for r in rows}
+    seen = 0
+    for file_path, episodes in data.items():
+        assert file_path.endswith(".npy")                        # Bridge's metadata file_path
+        for episode_id, entry in episodes.items():
+            assert set(entry) == {"reasoning", "features", "metadata"}
+            meta = entry["metadata"]
+            assert meta["file_path"] == file_path and meta["episode_id"] == episode_id
+            assert meta["n_steps"] == len(entry["reasoning"])
+            assert len(entry["features"]["move_primitive"]) == meta["n_steps"]
+            for step, fields in entry["reasoning"].items():
+                assert set(fields) == {"task", "plan", "subtask", "subtask_reason", "move",
+                                       "move_reason"}
+                match = [r for (eid, s), r in by_key.items() if s == int(step)
+                         and json.loads(r["episode_metadata"])["episode_id"] == int(episode_id)]
+                (row,) = match
+                assert fields["move"] == row["motion"] and fields["subtask"] == row["subtask"]
+                assert meta["caption"] == row["scene_caption"]
+                seen += 1
+            boxes = entry["features"]["bboxes"][0]
+            assert boxes and all(isinstance(p, str) and len(b) == 4 for p, b in boxes)
+    assert seen == len(rows)
+
+
+def test_export_ecot_needs_reasoning(bridge_dir, tmp_path):
+    from pipeline.export_ecot import ExportError, export_ecot
+
+    out = tmp_path / "plain"
+    assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
+                 "--max-episodes", "1") == 0
+    with pytest.raises(ExportError, match="without the reasoning stage"):
+        export_ecot(str(out), str(tmp_path / "x.json"))
+
+
+def test_preview_shows_motion_subtask_objects(built, tmp_path):
+    import argparse
+
+    from PIL import Image
+
+    from pipeline import preview
+
+    episode_id = read_rows(built)[0]["episode_id"]
+    parser = argparse.ArgumentParser()
+    preview.register(parser.add_subparsers())
+    args = parser.parse_args(["preview", str(built), "--episode", episode_id, "--out",
+                              str(tmp_path), "--device", "cpu", "--height", "128"])
+    assert args.func(args) == 0
+    strip = np.asarray(Image.open(sorted(tmp_path.glob("*.png"))[0]))
+    assert strip.shape[0] == 128 + preview.GAP + 2 * preview.LINE_HEIGHT     # MOVE + SUBTASK
+    boxes = (strip[:128] == preview.OBJECT_COLOR).all(axis=-1)
+    assert boxes.sum() > 20                                                   # object outlines
+    assert strip[128:].max() > 200                                            # text drawn
+    row = {"motion": "move up", "subtask": None}
+    assert preview.text_lines(row) == ["MOVE: move up"]
