@@ -91,7 +91,7 @@ class Detector:
         text = [list(phrases)] * len(images)
         with torch.inference_mode():
             inputs = self.processor(images=images, text=text, return_tensors="pt",
-                                    padding=True).to(self.model.device)
+                                    padding=True).to(self.model.device, dtype=self.model.dtype)
             outputs = self.model(**inputs)
             sizes = [(height, width)] * len(images)
             if self.grounding:
