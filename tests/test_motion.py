@@ -178,3 +178,18 @@ def test_bridge_motion_matches_spec(bridge_dir, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counters"]["reasoning/motion_from_state"] == 25
     assert manifest["stage_details"]["reasoning"]["parts"] == ["motion"]
+
+
+def test_dataset_config_carries_motion():
+    from schemas.config import parse_config
+
+    base = {"name": "x", "standardize": "identity", "image_key": "observation/image",
+            "require_instruction": False}
+    assert parse_config(base).motion == MotionConfig()
+    cfg = parse_config({**base, "motion": {"window": 5, "words": {"z": ["raise", "lower"]}}})
+    assert cfg.motion.window == 5 and cfg.motion.word("z", -1) == "lower"
+    assert json.loads(json.dumps(cfg.to_dict()))["motion"]["window"] == 5
+    with pytest.raises(ConfigError, match="<config>: motion.threshold"):
+        parse_config({**base, "motion": {"threshold": "big"}})
+    with pytest.raises(ConfigError, match="motion must be a mapping"):
+        parse_config({**base, "motion": [1]})
