@@ -68,8 +68,10 @@ class ChatModel:
         processor = self.processor if images is not None or not hasattr(
             self.processor, "tokenizer") else self.processor.tokenizer
         with torch.inference_mode():
-            # floating inputs (pixel values) in the weights' dtype: bf16 on CUDA
-            inputs = processor(**kwargs).to(self.device, dtype=self.model.dtype)
+            inputs = processor(**kwargs)
+            # pixel values in the weights' dtype (bf16 on CUDA); token ids stay integers
+            inputs = inputs.to(self.device, dtype=self.model.dtype) if images is not None \
+                else inputs.to(self.device)
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1]:].cpu()
         return [a.strip() for a in self.processor.batch_decode(new, skip_special_tokens=True)]

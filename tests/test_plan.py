@@ -103,3 +103,18 @@ def test_compose_order_and_omission():
 
 def test_runs_text():
     assert runs_text(RUNS) == "1. steps 1-3: move down\n2. step 4: close gripper\n3. steps 5-6: move up"
+
+
+def test_prompt_files_are_versioned_and_hashed(tmp_path, monkeypatch):
+    import hashlib
+
+    from transforms import prompts
+
+    plan = prompts.load_prompt("plan", ("system", "user", "retry"))
+    assert plan.version >= 1
+    assert plan.sha256 == hashlib.sha256((prompts.PROMPT_DIR / "plan.yaml").read_bytes()).hexdigest()
+    assert "{error}" in plan.templates["retry"]
+    (tmp_path / "bad.yaml").write_text("version: 1\nuser: hi\n")
+    monkeypatch.setattr(prompts, "PROMPT_DIR", tmp_path)
+    with pytest.raises(ValueError, match="missing template"):
+        prompts.load_prompt("bad", ("user", "retry"))

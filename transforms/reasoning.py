@@ -26,7 +26,7 @@ from models.detector import DEFAULT_OBJECTS_MODEL, Detector, caption_phrases, lo
     serialize_objects
 from models.device import DEVICE_CHOICES, resolve_device
 from models.planner import EndpointClient, EndpointError
-from prompts import Prompt, load_prompt
+from transforms.prompts import Prompt, load_prompt
 from schemas.config import ConfigError, DatasetConfig, MotionConfig
 from schemas.episode import Episode, Rejection, decode_rgb
 from transforms.base import Stage, shared_model
