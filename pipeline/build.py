@@ -140,7 +140,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
                    "max_episodes": args.max_episodes, "episodes_planned": plan.num_episodes},
         "stages": ["actions", *names],
         "statistics_source": args.stats or "computed",
-        "stage_details": {s.name: s.describe() for s in stages if s.describe() is not None},
+        "stage_details": {s.name: d for s in stages if (d := s.describe()) is not None},
     }
     return {"config": config, "plan": plan, "stats": stats, "stages": stages,
             "manifest": manifest}
