@@ -78,14 +78,21 @@ class ChatModel:
 
 
 def load_chat_model(model_id: str, device: Any, what: str = "captioner") -> ChatModel:
-    """Load a Hub id or local directory; a clear RuntimeError when it cannot be loaded."""
+    """Load a Hub id or local directory (a planner may also be a text-only causal LM); a clear
+    RuntimeError when it cannot be loaded."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         processor = AutoProcessor.from_pretrained(model_id)
-        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype)
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype)
+        except ValueError:
+            if what != "planner":
+                raise
+            # a text-only LLM as planner (its "processor" is its tokenizer)
+            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
     except Exception as exc:
         raise RuntimeError(f"cannot load {what} model {model_id!r}: {exc}") from exc
     tokenizer = getattr(processor, "tokenizer", processor)

@@ -333,3 +333,17 @@ def test_preview_shows_motion_subtask_objects(built, tmp_path):
     assert strip[128:].max() > 200                                            # text drawn
     row = {"motion": "move up", "subtask": None}
     assert preview.text_lines(row) == ["MOVE: move up"]
+
+
+def test_text_only_planner_model(tmp_path):
+    from tests.tiny_reasoning import save_tiny_text_llm
+
+    llm = save_tiny_text_llm(tmp_path / "llm")
+    stage = ReasoningStage(parts=("motion", "plan"), planner_model=str(llm),
+                           planner_max_new_tokens=6, device="cpu")
+    stage.setup()
+    results = stage.process_batch([episode(5, 7), episode(4, 7)])
+    c = stage.counters
+    assert c["plan_calls"] == 4 and c["plan_batches"] == 2 and c["plan_fallback"] == 2
+    assert all(s.subtask and s.reasoning.startswith("TASK: lift the cup PLAN: 1. ")
+               for e, _ in results for s in e.steps)

@@ -60,3 +60,25 @@ def save_tiny_detector(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def save_tiny_text_llm(path: Path, seed: int = 0) -> Path:
+    """A text-only Llama planner with the word-level tokenizer and the plain chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from tests.tiny_vlm import WORDS
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
+                                        eos_token="</s>", unk_token="<unk>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, vocab_size=len(WORDS), pad_token_id=0, bos_token_id=1,
+        eos_token_id=2))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
