@@ -15,8 +15,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["pipeline", "transforms", "schemas", "configs", "models"],
-    package_data={"configs": ["*.yaml"]},
+    packages=["pipeline", "transforms", "schemas", "configs", "models", "prompts"],
+    package_data={"configs": ["*.yaml"], "prompts": ["*.yaml"]},
     install_requires=[
         "apache-beam>=2.65,<3",
         "tensorflow-cpu>=2.16,<2.22",

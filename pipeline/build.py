@@ -40,7 +40,8 @@ from transforms.validate import ValidateStage
 log = logging.getLogger(__name__)
 
 # Optional stages in graph order: name → module exposing add_build_arguments / stage_from_args.
-STAGE_MODULES = {"depth": "transforms.depth", "trace": "transforms.trace"}
+STAGE_MODULES = {"depth": "transforms.depth", "trace": "transforms.trace",
+                 "reasoning": "transforms.reasoning"}
 
 
 FAILED_SUFFIX = ".armdata-failed"   # beside the output: what a build that was not published found

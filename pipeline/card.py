@@ -34,7 +34,14 @@ COLUMN_DOCS = {
     "trace": "1-5 future gripper points, [x, y] in 0..255 (trace stage)",
     "trace_text": "`[[x, y], ...]` (trace stage)",
     "arm_traces": "bimanual robots: JSON with one trace per arm (trace stage)",
-    "reasoning": "reasoning text (reasoning stage)",
+    "motion": "language motion over the next steps, SPEC §7 (reasoning stage)",
+    "scene_caption": "VLM caption of the episode's first frame (reasoning stage)",
+    "objects": "`phrase [x0, y0, x1, y1], ...` open-vocabulary detections (reasoning stage)",
+    "plan": "JSON list of the high-level plan steps that remain (reasoning stage)",
+    "subtask": "current subtask (reasoning stage)",
+    "subtask_reason": "why this subtask (reasoning stage)",
+    "move_reason": "why this motion (reasoning stage)",
+    "reasoning": "per-step ECoT text, SPEC §7 tag order (reasoning stage)",
     "episode_metadata": "JSON of the source's episode metadata",
 }
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
 
 from pipeline import storage
 from schemas.config import DatasetConfig
@@ -58,7 +59,8 @@ class Standardize(beam.DoFn):
 
 
 class RunStage(beam.DoFn):
-    """Runs one Stage; its counters become Beam metrics under the stage's name."""
+    """Runs one Stage; its counters become Beam metrics under the stage's name. A stage with
+    `batch_episodes` > 1 gets that many episodes of a bundle at once."""
 
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
@@ -69,24 +71,54 @@ class RunStage(beam.DoFn):
         self.done = 0
         self.last_log = time.monotonic()
 
+    def start_bundle(self) -> None:
+        self.pending: list[Any] = []
+
     def process(self, episode: Any) -> Iterator[Any]:
-        try:
-            out, rejections = self.stage.process(episode)
-        except DataError as exc:  # bad data in this episode; bugs and OOM fail the bundle
-            self.stage.count("episode_error")
-            out, rejections = None, [episode.reject(self.stage.name, str(exc))]
+        self.pending.append(episode)
+        if len(self.pending) >= self.stage.batch_episodes:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for out in self._flush():   # outside `process`, outputs need their window
+            if isinstance(out, TaggedOutput):
+                yield TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+            else:
+                yield GlobalWindows.windowed_value(out)
+
+    def _flush(self) -> Iterator[Any]:
+        episodes, self.pending = self.pending, []
+        if not episodes:
+            return
+        if len(episodes) == 1:
+            results = [self._one(episodes[0])]
+        else:
+            try:
+                results = self.stage.process_batch(episodes)
+            except DataError:   # find the bad episode: run them one by one
+                log.exception("stage %s failed on a batch; retrying its episodes one by one",
+                              self.stage.name)
+                results = [self._one(e) for e in episodes]
         for key, n in self.stage.counters.items():
             if n != self.reported[key]:
                 beam.metrics.Metrics.counter(self.stage.name, key).inc(n - self.reported[key])
                 self.reported[key] = n
-        self.done += 1
+        self.done += len(episodes)
         if time.monotonic() - self.last_log > 10:
             log.info("%s: %d episodes done in this worker", self.stage.name, self.done)
             self.last_log = time.monotonic()
-        for r in rejections:
-            yield TaggedOutput(REJECTED, r)
-        if out is not None:
-            yield out
+        for out, rejections in results:
+            for r in rejections:
+                yield TaggedOutput(REJECTED, r)
+            if out is not None:
+                yield out
+
+    def _one(self, episode: Any) -> tuple[Any, list[Rejection]]:
+        try:
+            return self.stage.process(episode)
+        except DataError as exc:  # bad data in this episode; bugs and OOM fail the bundle
+            self.stage.count("episode_error")
+            return None, [episode.reject(self.stage.name, str(exc))]
 
 
 class CombineStats(beam.CombineFn):

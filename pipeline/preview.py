@@ -1,9 +1,10 @@
 """`armdata preview`: per-step PNG strips of one episode of a built dataset, to see what the depth
-tokens keep and where the trace goes.
+tokens keep, where the trace goes and what the reasoning stage wrote.
 
-Each strip is RGB (with the `trace` polyline, arrowhead at its last point, and the `gripper_xy`
-point) | stored depth map (`depth_png`, when built with --store-depth) | depth decoded from the
-`depth_codes` by the VQ-VAE (with --vqvae). Panels are scaled to a common height.
+Each strip is RGB (with the `trace` polyline, arrowhead at its last point, the `gripper_xy`
+point and the reasoning stage's `objects` boxes) | stored depth map (`depth_png`, when built with
+--store-depth) | depth decoded from the `depth_codes` by the VQ-VAE (with --vqvae). Panels are
+scaled to a common height; a text band below them shows the step's `motion` and `subtask`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pyarrow.dataset as ds
 import torch
 from PIL import Image, ImageDraw
 
+from models.detector import parse_objects
 from models.device import DEVICE_CHOICES, resolve_device
 from models.vqvae import decoded_to_u8, load_vqvae
 from pipeline.errors import UsageError
@@ -27,10 +29,13 @@ from schemas.output import image_bytes
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("step", "image", "depth_png", "depth_codes", "trace", "gripper_xy")
+COLUMNS = ("step", "image", "depth_png", "depth_codes", "trace", "gripper_xy", "motion",
+           "subtask", "objects")
 TRACE_COLOR = (255, 40, 40)
 GRIPPER_COLOR = (40, 255, 40)
+OBJECT_COLOR = (255, 200, 0)
 GAP = 4
+LINE_HEIGHT = 12
 
 
 class PreviewError(UsageError):
@@ -73,6 +78,22 @@ def draw_overlay(panel: Image.Image, scale: float, trace: list[list[int]] | None
                      width=max(1, round(size / 2)))
 
 
+def draw_objects(panel: Image.Image, scale: float, objects: str | None) -> None:
+    """The `objects` boxes (frame pixels) with their phrases, on a panel scaled by `scale`."""
+    if not objects:
+        return
+    draw = ImageDraw.Draw(panel)
+    for phrase, (x0, y0, x1, y1) in parse_objects(objects):
+        draw.rectangle([x0 * scale, y0 * scale, x1 * scale, y1 * scale], outline=OBJECT_COLOR)
+        draw.text((x0 * scale + 2, y0 * scale + 1), phrase, fill=OBJECT_COLOR)
+
+
+def text_lines(row: dict[str, Any]) -> list[str]:
+    """The reasoning text shown under a strip (empty when the reasoning stage did not run)."""
+    return [f"{label}: {row[key]}" for key, label in (("motion", "MOVE"), ("subtask", "SUBTASK"))
+            if row.get(key)]
+
+
 def read_episode(output: Path, episode_id: str) -> list[dict[str, Any]]:
     """The episode's rows (the preview columns present), sorted by step."""
     shards = sorted((output / "data").glob("*.parquet"))
@@ -109,16 +130,23 @@ def strip(row: dict[str, Any], decoded: np.ndarray | None, height: int) -> Image
     size = (max(1, round(w * scale)), height)
     panels = [Image.fromarray(rgb).resize(size, Image.BILINEAR)]
     draw_overlay(panels[0], scale, row.get("trace"), row.get("gripper_xy"), w, h)
+    draw_objects(panels[0], scale, row.get("objects"))
     if row.get("depth_png"):
         with Image.open(io.BytesIO(image_bytes(row["depth_png"]))) as depth:
             panels.append(depth.convert("RGB").resize(size, Image.BILINEAR))
     if decoded is not None:
         panels.append(Image.fromarray(decoded).convert("RGB").resize(size, Image.BILINEAR))
-    out = Image.new("RGB", (sum(p.width for p in panels) + GAP * (len(panels) - 1), height))
+    lines = text_lines(row)
+    band = LINE_HEIGHT * len(lines) + (GAP if lines else 0)
+    out = Image.new("RGB", (sum(p.width for p in panels) + GAP * (len(panels) - 1),
+                            height + band))
     x = 0
     for p in panels:
         out.paste(p, (x, 0))
         x += p.width + GAP
+    draw = ImageDraw.Draw(out)
+    for k, line in enumerate(lines):
+        draw.text((2, height + GAP + k * LINE_HEIGHT), line, fill=(255, 255, 255))
     return out
 
 
@@ -145,7 +173,8 @@ def write_preview(output: Path, episode_id: str, out_dir: Path, vqvae: str | Non
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "preview", help="PNG strips of one episode: RGB+trace | depth | decoded depth tokens",
+        "preview", help="PNG strips of one episode: RGB+trace+objects | depth | decoded depth "
+                           "tokens, with motion and subtask below",
         description="Write one PNG per step of an episode of a built dataset: the RGB frame with "
                     "the trace and gripper point drawn on it | the stored depth map "
                     "(--store-depth builds) | the depth decoded from the depth tokens "

@@ -37,6 +37,28 @@ class ArmConfig:
     xyz_indices: tuple[int, int, int] = (0, 1, 2)   # where the end-effector position is in `state`
 
 
+MOTION_WORD_KEYS = ("x", "y", "z", "tilt", "yaw", "gripper")
+DEFAULT_MOTION_WORDS = {"x": ("forward", "backward"), "y": ("left", "right"), "z": ("up", "down"),
+                        "tilt": ("tilt up", "tilt down"),
+                        "yaw": ("rotate counterclockwise", "rotate clockwise"),
+                        "gripper": ("open gripper", "close gripper")}
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Language-motion rule of SPEC §7 (ECoT), in this robot's units; defaults are Bridge's
+    (metres, radians). `words` maps each axis to its (positive, negative) words."""
+    state_indices: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)   # x y z roll pitch yaw gripper in state
+    window: int = 3                  # steps ahead (by source step index)
+    translation_norm: float = 0.09   # L1 norm xyz is rescaled to when larger
+    rotation_divisor: float = 10.0   # roll/pitch/yaw are divided by this
+    threshold: float = 0.03          # |component| beyond this counts as a motion
+    words: tuple[tuple[str, tuple[str, str]], ...] = tuple(DEFAULT_MOTION_WORDS.items())
+
+    def word(self, axis: str, sign: int) -> str:
+        return dict(self.words)[axis][0 if sign > 0 else 1]
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str
@@ -54,6 +76,7 @@ class DatasetConfig:
     options: dict[str, Any] = field(default_factory=dict)   # passed to the standardize function
     camera: CameraConfig | None = None
     arms: tuple[ArmConfig, ...] = (ArmConfig(),)
+    motion: MotionConfig = MotionConfig()
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,11 +162,49 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
             raise ConfigError(f"{source}: arms[{i}].name must be a string")
         parsed_arms.append(ArmConfig(name=arm.get("name", f"arm{i}"), xyz_indices=tuple(idx)))
     values["arms"] = tuple(parsed_arms)
+    values["motion"] = parse_motion(values.get("motion", {}), f"{source}: motion")
     try:
         standardize.FUNCTIONS[values["standardize"]].check_options(values.get("options", {}))
     except ValueError as exc:
         raise ConfigError(f"{source}: options: {exc}") from exc
     return DatasetConfig(**values)
+
+
+def parse_motion(raw: Any, what: str) -> MotionConfig:
+    """The `motion:` mapping of a config (every field optional, Bridge's values by default)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} must be a mapping")
+    unknown = sorted(set(raw) - set(MotionConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{what}: unknown field(s) {unknown}; allowed: "
+                          f"{sorted(MotionConfig.__dataclass_fields__)}")
+    values: dict[str, Any] = {}
+    idx = raw.get("state_indices", MotionConfig.state_indices)
+    if not (isinstance(idx, (list, tuple)) and len(idx) == 7
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in idx)):
+        raise ConfigError(f"{what}.state_indices must be 7 non-negative ints (x, y, z, roll, "
+                          f"pitch, yaw, gripper positions in the state), got {idx!r}")
+    values["state_indices"] = tuple(idx)
+    window = raw.get("window", MotionConfig.window)
+    if not (isinstance(window, int) and not isinstance(window, bool) and window >= 1):
+        raise ConfigError(f"{what}.window must be an int ≥ 1, got {window!r}")
+    values["window"] = window
+    for key in ("translation_norm", "rotation_divisor", "threshold"):
+        v = raw.get(key, getattr(MotionConfig, key))
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+            raise ConfigError(f"{what}.{key} must be a positive number, got {v!r}")
+        values[key] = float(v)
+    words = dict(DEFAULT_MOTION_WORDS)
+    given = raw.get("words", {})
+    if not isinstance(given, dict) or set(given) - set(MOTION_WORD_KEYS):
+        raise ConfigError(f"{what}.words must be a mapping with keys among {MOTION_WORD_KEYS}")
+    for axis, pair in given.items():
+        if not (isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(w, str) and w.strip() for w in pair)):
+            raise ConfigError(f"{what}.words.{axis} must be [positive word, negative word]")
+        words[axis] = tuple(pair)
+    values["words"] = tuple((k, tuple(words[k])) for k in MOTION_WORD_KEYS)
+    return MotionConfig(**values)
 
 
 def _check_matrix(value: Any, shape: tuple[int, int], what: str) -> None:

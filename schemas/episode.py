@@ -2,7 +2,7 @@
 
 One `Episode` per source episode. Images stay encoded (JPEG/PNG bytes) until a stage needs pixels;
 `decode_rgb` is the one place that turns them into arrays. Stages fill the optional per-step fields
-(depth, trace, reasoning) and drop unusable steps through `Episode.drop_steps`, which returns the
+(depth, trace, reasoning parts) and drop unusable steps through `Episode.drop_steps`, which returns the
 `Rejection` records so that nothing disappears silently.
 """
 from __future__ import annotations
@@ -44,6 +44,14 @@ class Step:
     gripper_visible: bool | None = None
     trace: list[list[int]] | None = None     # 0..255 points, SPEC §3
     arm_traces: list[dict[str, Any]] | None = None  # bimanual: [{arm, gripper_xy, gripper_visible, trace}]
+    # Reasoning stage (SPEC §7): per-step parts and the composed ECoT text.
+    motion: str | None = None
+    scene_caption: str | None = None
+    objects: str | None = None               # "phrase [x0, y0, x1, y1], ..." in pixels
+    plan: list[str] | None = None            # the remaining high-level plan at this step
+    subtask: str | None = None
+    subtask_reason: str | None = None
+    move_reason: str | None = None
     reasoning: str | None = None
 
 

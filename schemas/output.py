@@ -54,6 +54,13 @@ SCHEMA = pa.schema([
     ("trace", pa.list_(_i16_list)),
     ("trace_text", pa.string()),
     ("arm_traces", pa.string()),      # bimanual only: JSON [{arm, gripper_xy, gripper_visible, trace}]
+    ("motion", pa.string()),          # reasoning stage: language motion (SPEC §7)
+    ("scene_caption", pa.string()),
+    ("objects", pa.string()),
+    ("plan", pa.string()),            # JSON list: the plan steps that remain at this step
+    ("subtask", pa.string()),
+    ("subtask_reason", pa.string()),
+    ("move_reason", pa.string()),
     ("reasoning", pa.string()),
     ("episode_metadata", pa.string()),  # JSON of the source's episode metadata, passed through
 ], metadata={b"huggingface": json.dumps(
@@ -119,6 +126,13 @@ def episode_table(episode: Episode) -> pa.Table:
         "trace_text": [None if s.trace is None else trace_text(s.trace) for s in steps],
         "arm_traces": [None if s.arm_traces is None else json.dumps(s.arm_traces, sort_keys=True)
                        for s in steps],
+        "motion": [s.motion for s in steps],
+        "scene_caption": [s.scene_caption for s in steps],
+        "objects": [s.objects for s in steps],
+        "plan": [None if s.plan is None else json.dumps(s.plan) for s in steps],
+        "subtask": [s.subtask for s in steps],
+        "subtask_reason": [s.subtask_reason for s in steps],
+        "move_reason": [s.move_reason for s in steps],
         "reasoning": [s.reasoning for s in steps],
         "episode_metadata": [meta] * len(steps),
     }

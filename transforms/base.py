@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 class Stage(abc.ABC):
     name: str = "stage"
+    # Episodes handed to `process_batch` at once (a stage whose model batches across episodes
+    # sets this; memory then holds up to this many episodes).
+    batch_episodes: int = 1
 
     def __init__(self) -> None:
         self.counters: collections.Counter[str] = collections.Counter()
@@ -42,6 +45,11 @@ class Stage(abc.ABC):
         revision of every model or file it reads. Called once on the launcher before any Beam
         work, so it also checks those files: it raises ValueError/OSError naming the file."""
         return {}
+
+    def process_batch(self, episodes: list[Episode]
+                      ) -> list[tuple[Episode | None, list[Rejection]]]:
+        """`process` for several episodes; stages that batch across episodes override it."""
+        return [self.process(e) for e in episodes]
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] += n
