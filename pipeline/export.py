@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any, Callable
 
+from pipeline.export_ecot import export_ecot
 from pipeline.export_lerobot import export_lerobot
 from pipeline.export_molmoact import export_molmoact
 
@@ -15,6 +16,7 @@ from pipeline.export_molmoact import export_molmoact
 EXPORTERS: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "molmoact": export_molmoact,
     "lerobot": export_lerobot,
+    "ecot": export_ecot,
 }
 
 
@@ -23,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="a directory written by `armdata build`")
     p.add_argument("--format", required=True, choices=sorted(EXPORTERS),
                    help="molmoact: MolmoAct fine-tuning (datasets.save_to_disk + "
-                        "dataset_statistics.json); lerobot: LeRobot v2.1, images in the Parquet")
+                        "dataset_statistics.json); lerobot: LeRobot v2.1, images in the Parquet; "
+                        "ecot: ECoT's reasoning JSON (one file; needs the reasoning stage)")
     p.add_argument("--out", required=True, help="where to write the export")
     p.set_defaults(func=run)
 

@@ -9,17 +9,17 @@ layout (SPEC §7), so ECoT-style training code reads armdata datasets:
 
 `file_path` and `episode_id` come from the source's episode metadata when it has them (Bridge
 does), else the dataset name and armdata's episode id. Steps are keyed by source step index.
-Shards are read one row group at a time (text columns only)."""
+Shards are read one row group at a time (text columns only, through `pipeline.export_rows`)."""
 from __future__ import annotations
 
 import json
 import logging
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from models.detector import parse_objects
 from pipeline import storage
+from pipeline.export_rows import ExportError, iter_rows
+from pipeline.inspect_output import load_manifest
 from transforms.plan import plan_text
 from transforms.trace import normalize_point
 
@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ["dataset", "episode_id", "step", "num_steps", "instruction", "image_width",
            "image_height", "gripper_xy", "motion", "scene_caption", "objects", "plan", "subtask",
            "subtask_reason", "move_reason", "episode_metadata"]
-
-
-class ExportError(ValueError):
-    """The dataset cannot be exported in this format."""
 
 
 def _episode_entry(row: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -49,7 +45,7 @@ def _episode_entry(row: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
 def export_ecot(dataset_dir: str, out_file: str) -> dict[str, int]:
     """Write `out_file`; returns what was written (episodes, steps, steps with a plan / objects /
     gripper position). Raises ExportError when the dataset has no reasoning columns."""
-    manifest = json.loads(storage.read_bytes(storage.join(dataset_dir, "manifest.json")))
+    manifest = load_manifest(dataset_dir)
     if "reasoning" not in manifest.get("stages", []):
         raise ExportError(f"{dataset_dir} was built without the reasoning stage "
                           f"(stages: {manifest.get('stages')}); build with --stages ...,reasoning")
@@ -57,17 +53,13 @@ def export_ecot(dataset_dir: str, out_file: str) -> dict[str, int]:
     stats = {"episodes": 0, "steps": 0, "steps_with_plan": 0, "steps_with_objects": 0,
              "steps_with_gripper_position": 0}
     entries: dict[str, dict[str, Any]] = {}
-    for shard in manifest["shards"]:
-        with storage.open_read(storage.join(dataset_dir, shard["path"])) as f:
-            parquet = pq.ParquetFile(f)
-            for g in range(parquet.num_row_groups):
-                for row in parquet.read_row_group(g, columns=COLUMNS).to_pylist():
-                    if row["episode_id"] not in entries:
-                        file_path, episode_id, entry = _episode_entry(row)
-                        out.setdefault(file_path, {})[episode_id] = entry
-                        entries[row["episode_id"]] = entry
-                        stats["episodes"] += 1
-                    _add_step(entries[row["episode_id"]], row, stats)
+    for row in iter_rows(dataset_dir, COLUMNS):
+        if row["episode_id"] not in entries:
+            file_path, episode_id, entry = _episode_entry(row)
+            out.setdefault(file_path, {})[episode_id] = entry
+            entries[row["episode_id"]] = entry
+            stats["episodes"] += 1
+        _add_step(entries[row["episode_id"]], row, stats)
     for entry in entries.values():
         entry["metadata"]["n_steps"] = len(entry["reasoning"])
     storage.write_bytes(out_file, json.dumps(out, sort_keys=True).encode())

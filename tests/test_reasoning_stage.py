@@ -15,7 +15,7 @@ import pytest
 from models.detector import parse_objects
 from models.planner import EndpointClient, EndpointError
 from schemas.episode import Episode, Step, encode_jpeg
-from tests.conftest import build, read_rows
+from tests.conftest import armdata, build, read_rows
 from tests.tiny_reasoning import save_tiny_chat_vlm, save_tiny_detector
 from transforms.plan import TAGS
 from transforms.reasoning import ReasoningStage
@@ -270,11 +270,10 @@ def test_missing_first_frame_captions_the_next(tiny_dirs):
 
 # --- ECoT export and preview of a reasoning build ---------------------------------------------------
 
-def test_export_ecot_layout(built, tmp_path):
-    from pipeline.export_ecot import export_ecot
-
+def test_export_ecot_layout(built, tmp_path, capsys):
     rows = read_rows(built)
-    stats = export_ecot(str(built), str(tmp_path / "ecot.json"))
+    assert armdata("export", built, "--format", "ecot", "--out", tmp_path / "ecot.json") == 0
+    stats = json.loads(capsys.readouterr().out)
     data = json.loads((tmp_path / "ecot.json").read_text())
     assert stats["episodes"] == int(EPISODES) and stats["steps"] == len(rows)
     assert stats["steps_with_plan"] == len(rows) == stats["steps_with_objects"]
