@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 
 import pipeline
-from pipeline import storage
+from pipeline import resume, storage
 from schemas.config import ConfigError, DatasetConfig, load_config
 from pipeline.finalize import manifest_text
 from pipeline.graph import build_graph
@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-shards", type=int, default=1,
                    help="lower bound for the automatic shard count, e.g. GPUs x loader workers")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output")
+    resume.add_build_arguments(p)
     for name in STAGE_MODULES:
         stage_module(name).add_build_arguments(p.add_argument_group(f"{name} stage"))
     p.set_defaults(func=run, accepts_beam_args=True)
@@ -145,19 +146,18 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def progress(staging: str, episodes: int) -> Iterator[None]:
-    """A progress bar for local builds: counts the episodes spilled so far (one file each)."""
-    if not storage.is_local(staging):
+def progress(spill: str, episodes: int) -> Iterator[None]:
+    """A progress bar for local builds: counts the episodes finished so far (reused included)."""
+    if not storage.is_local(spill):
         yield
         return
-    spill = os.path.join(staging, "_tmp", "episodes")
     stop = threading.Event()
 
     def watch() -> None:
         with tqdm.tqdm(total=episodes, unit="episode", desc="episodes through all stages",
                        mininterval=1.0) as bar:
             while not stop.wait(1.0):
-                done = sum(len(files) for _, _, files in os.walk(spill))
+                done = resume.count_finished(spill)
                 bar.update(done - bar.n)
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -171,26 +171,30 @@ def progress(staging: str, episodes: int) -> Iterator[None]:
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     ready = prepare(args)
+    work, key = resume.prepare_work_dir(args.output, ready["manifest"], not args.no_resume,
+                                        args.clean_stale)
     staging = storage.staging_dir(args.output)
-    log.info("building %s episodes of %s into %s (staging %s)", ready["plan"].num_episodes,
-             ready["plan"].builder_name, args.output, staging)
+    log.info("building %s episodes of %s into %s (staging %s, work %s)",
+             ready["plan"].num_episodes, ready["plan"].builder_name, args.output, staging, work)
     try:
         options = beam_options(beam_args or [])
         p = beam.Pipeline(runner=make_runner(options), options=options)
         build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
-                    ready["stats"], args.num_shards, args.min_shards, ready["manifest"])
-        with progress(staging, ready["plan"].num_episodes):
+                    ready["stats"], args.num_shards, args.min_shards, ready["manifest"],
+                    work, key)
+        with progress(resume.episodes_dir(work), ready["plan"].num_episodes):
             result = p.run()
             state = result.wait_until_finish()
         if state != PipelineState.DONE:
             raise RuntimeError(f"the Beam job ended in state {state}")
-        storage.delete_tree(storage.join(staging, "_tmp"))
         add_counters(staging, result)
         storage.publish(staging, args.output)
     except BaseException:
-        log.error("build failed; nothing was published to %s", args.output)
+        log.error("build failed; nothing was published to %s; finished episodes are kept in %s "
+                  "for a rerun of the same command", args.output, work)
         storage.delete_tree(staging)
         raise
+    storage.delete_tree(work)
     log.info("published %s", args.output)
     return 0
 
@@ -211,6 +215,7 @@ def add_counters(staging: str, result: Any) -> None:
         raise RuntimeError("the job finished without writing manifest.json")
     manifest = json.loads(storage.read_bytes(path))
     manifest["counters"] = stage_counters(result)
+    manifest["episodes_reused"] = manifest["counters"].get("resume/episodes_reused", 0)
     storage.write_bytes(path, manifest_text(manifest).encode())
 
 

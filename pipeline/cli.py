@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
+from typing import Any, Iterator
 
 import pipeline
 
@@ -22,6 +26,28 @@ def make_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
     return parser
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[list[int]]:
+    """Turn SIGTERM (a cancelled or preempted launcher) into SystemExit so that commands clean up
+    as on any failure: a build deletes its staging directory and keeps its work directory.
+    Yields the list of signals received (Beam re-raises SystemExit inside a DoFn as another
+    error, so the caller looks here to tell a termination from a failure)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        yield received
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,12 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_beam_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if getattr(args, "accepts_beam_args", False):
-            return args.func(args, extra)
-        return args.func(args)
+        with sigterm_raises() as terminated:
+            if getattr(args, "accepts_beam_args", False):
+                return args.func(args, extra)
+            return args.func(args)
     except ARG_ERRORS as exc:
         print(f"armdata: error: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        if not terminated:
+            raise
+        print("armdata: terminated by SIGTERM", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

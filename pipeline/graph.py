@@ -1,12 +1,14 @@
 """The Beam graph of `armdata build`, as a readable list of steps:
 
-    shard slices → read RLDS → standardize → validate → [depth] → [trace] → spill episode rows
+    shard slices → read RLDS → standardize → reuse lookup → validate → [depth] → [trace]
+      → spill episode rows (+ commit record; finished episodes of a killed run skip the stages)
       → statistics (combine over exactly the written transitions, or --stats)
       → shard by hash(episode_id) → write Parquet shards (+ action columns)
       → manifest, statistics, dataset card, rejected/
 
 Every stage is a plain `transforms.base.Stage` run by one generic DoFn; rejections of every stage
-are collected into `rejected/`.
+travel with their episode into its commit record (`pipeline.resume`) and are collected into
+`rejected/`.
 """
 from __future__ import annotations
 
@@ -18,18 +20,17 @@ from typing import Any, Iterator
 import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
-from pipeline import storage
 from schemas.config import DatasetConfig
 from pipeline.finalize import Finalize
+from pipeline.resume import REJECTED, REUSED, FinishEpisode, Pending, ReuseLookup, episodes_dir
 from pipeline.source import ReadShard, SourcePlan, num_source_steps
-from pipeline.writer import SpillEpisode, WriteShard, auto_num_shards, shard_of
+from pipeline.writer import WriteShard, auto_num_shards, shard_of
 from schemas.episode import Rejection
 from schemas.stats import StatsAccumulator
 from transforms.base import Stage
 from transforms.standardize import standardize_episode
 
 log = logging.getLogger(__name__)
-REJECTED = "rejected"
 
 
 class Standardize(beam.DoFn):
@@ -56,7 +57,8 @@ class Standardize(beam.DoFn):
 
 
 class RunStage(beam.DoFn):
-    """Runs one Stage; its counters become Beam metrics under the stage's name."""
+    """Runs one Stage on a `Pending` episode (one rejected by an earlier stage passes through);
+    its counters become Beam metrics under the stage's name."""
 
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
@@ -67,7 +69,11 @@ class RunStage(beam.DoFn):
         self.done = 0
         self.last_log = time.monotonic()
 
-    def process(self, episode: Any) -> Iterator[Any]:
+    def process(self, pending: Pending) -> Iterator[Pending]:
+        episode = pending.episode
+        if episode is None:
+            yield pending
+            return
         try:
             out, rejections = self.stage.process(episode)
         except Exception as exc:  # one bad episode must not kill a long job; it is recorded
@@ -83,10 +89,7 @@ class RunStage(beam.DoFn):
         if time.monotonic() - self.last_log > 10:
             log.info("%s: %d episodes done in this worker", self.stage.name, self.done)
             self.last_log = time.monotonic()
-        for r in rejections:
-            yield TaggedOutput(REJECTED, r)
-        if out is not None:
-            yield out
+        yield Pending(pending.episode_id, out, pending.rejections + rejections)
 
 
 class CombineStats(beam.CombineFn):
@@ -120,23 +123,24 @@ def sum_dicts(dicts: Any) -> dict[str, int]:
 
 def build_graph(p: beam.Pipeline, plan: SourcePlan, config: DatasetConfig, stages: list[Stage],
                 staging: str, stats: dict | None, num_shards: int | None, min_shards: int,
-                manifest_base: dict[str, Any]) -> None:
+                manifest_base: dict[str, Any], work: str, work_key: str) -> None:
     read = (p
             | "ShardSlices" >> beam.Create(list(plan.reads))
             | "ReadRLDS" >> beam.ParDo(ReadShard(plan.directory))
             | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
                 REJECTED, "accounting", main="episodes"))
-    rejected = [read[REJECTED]]
+    spills = episodes_dir(work)
+    lookup = read.episodes | "ReuseLookup" >> beam.ParDo(
+        ReuseLookup(spills, work_key)).with_outputs(REJECTED, REUSED, main="pending")
     # No shuffle before the spill: reading, every stage and the spill run fused, one episode at a
     # time, so pixels are never materialized between steps (parallelism comes from the slices).
-    episodes = read.episodes
+    pending = lookup.pending
     for stage in stages:
-        out = episodes | stage.name.capitalize() >> beam.ParDo(RunStage(stage)).with_outputs(
-            REJECTED, main="episodes")
-        episodes, rejected = out.episodes, rejected + [out[REJECTED]]
-
-    summaries = episodes | "SpillEpisodes" >> beam.ParDo(
-        SpillEpisode(storage.join(staging, "_tmp", "episodes")))
+        pending = pending | stage.name.capitalize() >> beam.ParDo(RunStage(stage))
+    spilled = pending | "SpillEpisodes" >> beam.ParDo(
+        FinishEpisode(spills, work_key)).with_outputs(REJECTED, main="summaries")
+    summaries = (spilled.summaries, lookup[REUSED]) | "AllEpisodes" >> beam.Flatten()
+    rejected = [read[REJECTED], lookup[REJECTED], spilled[REJECTED]]
 
     if stats is None:
         stats_pc = summaries | "Statistics" >> beam.CombineGlobally(

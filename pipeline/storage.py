@@ -3,11 +3,12 @@ plus the staging/publish protocol: a build writes everything under a staging pre
 to the output only after the job succeeded, so a crashed run never looks complete."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import uuid
-from typing import IO
+from typing import IO, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -45,6 +46,33 @@ def open_write(path: str) -> IO[bytes]:
     if is_local(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+@contextlib.contextmanager
+def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
+    """Write a file that readers see whole or not at all: locally under a temporary name, renamed
+    when complete; on object stores an object only appears once its upload completed."""
+    if not is_local(path):
+        with open_write(path) as f:
+            yield f
+        return
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with open_write(tmp) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def size(path: str) -> int | None:
+    """The size of a file in bytes, None if it does not exist."""
+    if is_local(path):
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    if not exists(path):
+        return None
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
 
 
 def open_read(path: str) -> IO[bytes]:
