@@ -89,28 +89,28 @@ class Pending:
 
 def read_record(episodes: str, key: str, episode_id: str
                 ) -> tuple[EpisodeSummary | None, list[Rejection]] | None:
-    """The finished episode's summary (None if it was rejected) and rejections, or None when there
-    is no complete record (never finished, half-written, or from another command)."""
+    """The finished episode's summary (None if a stage rejected all of it) and rejections, or None
+    if it has no commit record. Raises ValueError for a record that must not be trusted: not
+    JSON, another episode's or command's, or with a spill that is not the recorded size."""
     spill, record_path = record_paths(episodes, episode_id)
     if not storage.exists(record_path):
         return None
     try:
         record = json.loads(storage.read_bytes(record_path))
         if record["key"] != key or record["episode_id"] != episode_id:
-            raise ValueError(f"it belongs to {record['episode_id']} / work key {record['key']}")
+            raise ValueError(f"it is {record['episode_id']}'s of work key {record['key']}")
         rejections = [Rejection(**r) for r in record["rejections"]]
         s = record["spill"]
         if s is None:
             return None, rejections
         if storage.size(spill) != s["bytes"]:
             raise ValueError(f"{spill} does not have the recorded {s['bytes']} bytes")
-        summary = EpisodeSummary(episode_id, spill, s["rows"], s["nbytes"],
-                                 np.asarray(s["actions"], np.float32),
-                                 np.asarray(s["states"], np.float32).reshape(s["rows"], -1))
-        return summary, rejections
+        return EpisodeSummary(episode_id, spill, s["rows"], s["nbytes"],
+                              np.asarray(s["actions"], np.float32),
+                              np.asarray(s["states"], np.float32).reshape(s["rows"], -1)
+                              ), rejections
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("not reusing %s: bad commit record %s (%s)", episode_id, record_path, exc)
-        return None
+        raise ValueError(f"bad commit record {record_path}: {exc}") from exc
 
 
 class ReuseLookup(beam.DoFn):
@@ -123,9 +123,15 @@ class ReuseLookup(beam.DoFn):
 
     def setup(self) -> None:
         self.reused = beam.metrics.Metrics.counter("resume", "episodes_reused")
+        self.bad = beam.metrics.Metrics.counter("resume", "bad_records")
 
     def process(self, episode: Episode) -> Iterator[Any]:
-        found = read_record(self.episodes, self.key, episode.episode_id)
+        try:
+            found = read_record(self.episodes, self.key, episode.episode_id)
+        except ValueError as exc:
+            log.warning("recomputing %s: %s", episode.episode_id, exc)
+            self.bad.inc()
+            found = None
         if found is None:
             yield Pending(episode.episode_id, episode)
             return
@@ -169,9 +175,9 @@ class FinishEpisode(beam.DoFn):
 
 
 def tree_size(prefix: str) -> int:
+    """Bytes of all files below a directory/prefix."""
     if storage.is_local(prefix):
-        return sum(os.path.getsize(os.path.join(root, f))
-                   for root, _, files in os.walk(prefix) for f in files)
+        return sum(os.path.getsize(f) for f in storage.list_files(prefix))
     pattern = prefix.rstrip("/") + "/**"
     return sum(m.size_in_bytes for r in FileSystems.match([pattern]) for m in r.metadata_list)
 
@@ -185,7 +191,7 @@ def leftover_dirs(output: str) -> list[str]:
         if not os.path.isdir(parent):
             return []
         return sorted(os.path.join(os.path.dirname(base), d) for d in os.listdir(parent)
-                      if d[len(name):].startswith(marks) and d.startswith(name))
+                      if d.startswith(name) and d[len(name):].startswith(marks))
     found = set()
     for r in FileSystems.match([base + ".armdata-*/**"]):
         for m in r.metadata_list:
@@ -227,5 +233,6 @@ def prepare_work_dir(output: str, manifest_base: dict[str, Any], resume: bool,
     if not resume:
         storage.delete_tree(work)
     elif storage.is_nonempty_dir(work):
-        log.info("resuming from %s: episodes finished by an earlier run are reused", work)
+        log.info("resuming: episodes finished by an earlier run of this command are reused from %s",
+                 work)
     return work, key

@@ -189,7 +189,9 @@ def test_half_written_or_damaged_work_is_not_reused(command, clean, finished_wor
     (specs[4].parent / (specs[4].name + ".tmp-abc")).write_text("{}")
     assert build(*command, "--output", out) == 0
     assert_same_output(out, clean)
-    assert manifest(out)["episodes_reused"] == EPISODES - 1 - 4
+    m = manifest(out)
+    assert m["episodes_reused"] == EPISODES - 1 - 4
+    assert m["counters"]["resume/bad_records"] == 3                   # the record-less one is new
 
 
 def test_changed_command_does_not_reuse_and_reports_the_stale_work(command, clean, finished_work,
@@ -245,5 +247,6 @@ def test_an_episode_rejected_by_a_stage_is_recorded_as_finished(tmp_path):
     out = list(finish.process(resume.Pending("d/1", None, [rejection])))
     assert [o.value for o in out] == [rejection]
     assert resume.read_record(episodes, "k" * 16, "d/1") == (None, [rejection])
-    assert resume.read_record(episodes, "j" * 16, "d/1") is None      # another command's
     assert resume.read_record(episodes, "k" * 16, "d/2") is None      # never finished
+    with pytest.raises(ValueError, match="work key k"):                 # another command's
+        resume.read_record(episodes, "j" * 16, "d/1")
