@@ -1,8 +1,8 @@
 """Writing: spill each finished episode to an Arrow file (in the build's work directory, see
 `pipeline.resume`), then write each Parquet shard by streaming its episodes in (episode_id, step)
-order, adding the action columns once the dataset statistics are known. Memory is bounded by one row group plus the largest episode, never by the
-dataset. Shard assignment is a stable hash of the episode id, so identical inputs and arguments
-give byte-identical shards."""
+order, adding the action columns once the dataset statistics are known. Memory is bounded by one
+row group plus the largest episode, never by the dataset. Shard assignment is a stable hash of the
+episode id, so identical inputs and arguments give byte-identical shards."""
 from __future__ import annotations
 
 import hashlib
