@@ -24,7 +24,7 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.runner import PipelineState
 
 import pipeline
-from pipeline import storage
+from pipeline import resume, storage
 from pipeline.errors import BuildFailed, UsageError
 from pipeline.features import check_config_keys
 from schemas.config import DatasetConfig, load_config
@@ -84,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="a missing source shard fails before the job; a damaged one (truncated, "
                         "CRC error) still gives an output but exit status 1")
+    resume.add_build_arguments(p)
     for name in STAGE_MODULES:
         stage_module(name).add_build_arguments(p.add_argument_group(f"{name} stage"))
     p.set_defaults(func=run, accepts_beam_args=True)
@@ -233,19 +234,18 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def progress(staging: str, episodes: int) -> Iterator[None]:
-    """A progress bar for local builds: counts the episodes spilled so far (one file each)."""
-    if not storage.is_local(staging):
+def progress(spill: str, episodes: int) -> Iterator[None]:
+    """A progress bar for local builds: counts the episodes finished so far (reused included)."""
+    if not storage.is_local(spill):
         yield
         return
-    spill = os.path.join(staging, "_tmp", "episodes")
     stop = threading.Event()
 
     def watch() -> None:
         with tqdm.tqdm(total=episodes, unit="episode", desc="episodes through all stages",
                        mininterval=1.0) as bar:
             while not stop.wait(1.0):
-                done = sum(len(files) for _, _, files in os.walk(spill))
+                done = resume.count_finished(spill)
                 bar.update(done - bar.n)
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -260,20 +260,22 @@ def progress(staging: str, episodes: int) -> Iterator[None]:
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     ready = prepare(args)
     with storage.output_lock(args.output) as still_ours:
+        work, key = resume.prepare_work_dir(args.output, ready["manifest"], not args.no_resume,
+                                            args.clean_stale)
         staging = storage.staging_dir(args.output)
-        log.info("building %s episodes of %s into %s (staging %s)", ready["plan"].num_episodes,
-                 ready["plan"].builder_name, args.output, staging)
+        log.info("building %s episodes of %s into %s (staging %s, work %s)",
+                 ready["plan"].num_episodes, ready["plan"].builder_name, args.output, staging, work)
         try:
             options = beam_options(beam_args or [])
             p = beam.Pipeline(runner=make_runner(options), options=options)
             build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
-                        ready["stats"], args.num_shards, args.min_shards, ready["manifest"])
-            with progress(staging, ready["plan"].num_episodes):
+                        ready["stats"], args.num_shards, args.min_shards, ready["manifest"],
+                        work, key)
+            with progress(resume.episodes_dir(work), ready["plan"].num_episodes):
                 result = p.run()
                 state = result.wait_until_finish()
             if state != PipelineState.DONE:
                 raise RuntimeError(f"the Beam job ended in state {state}")
-            storage.delete_tree(storage.join(staging, "_tmp"))
             manifest = add_counters(staging, result)
             check_result(manifest, staging, args.output, args.max_reject_fraction)
             still_ours()
@@ -281,9 +283,11 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
             storage.publish(staging, args.output)
         except BaseException as exc:
             if not isinstance(exc, (BuildFailed, UsageError)):   # those say so themselves
-                log.error("build failed; nothing was published to %s", args.output)
+                log.error("build failed; nothing was published to %s; finished episodes are kept "
+                          "in %s for a rerun of the same command", args.output, work)
             storage.delete_tree(staging)
             raise
+        storage.delete_tree(work)
     storage.delete_tree(failed_dir(args.output))   # an earlier failed attempt's report
     print(summary(manifest, args.output))
     unread = manifest["counts"]["episodes_unread"]
@@ -352,5 +356,6 @@ def add_counters(staging: str, result: Any) -> dict[str, Any]:
         raise RuntimeError("the job finished without writing manifest.json")
     manifest = json.loads(storage.read_bytes(path))
     manifest["counters"] = stage_counters(result)
+    manifest["episodes_reused"] = manifest["counters"].get("resume/episodes_reused", 0)
     storage.write_bytes(path, manifest_text(manifest).encode())
     return manifest

@@ -6,11 +6,15 @@ before any library is imported (see `pipeline.logs`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import logging
 import re
+import signal
 import sys
+import threading
+from typing import Any, Iterator
 
 import pipeline
 from pipeline import logs
@@ -69,6 +73,28 @@ def check_extra(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return f"unrecognized argument(s) {' '.join(unknown)}: not an option of {known_by}{hint}"
 
 
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[list[int]]:
+    """Turn SIGTERM (a cancelled or preempted launcher) into SystemExit so that commands clean up
+    as on any failure: a build deletes its staging directory and keeps its work directory.
+    Yields the list of signals received (Beam re-raises SystemExit inside a DoFn as another
+    error, so the caller looks here to tell a termination from a failure)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        yield received
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     logs.configure(verbose=any(a in VERBOSE_FLAGS for a in argv))
@@ -83,14 +109,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"armdata {args.command}: error: {problem}", file=sys.stderr)
         return 2
     try:
-        if getattr(args, "accepts_beam_args", False):
-            return args.func(args, extra)
-        return args.func(args)
+        with sigterm_raises() as terminated:
+            if getattr(args, "accepts_beam_args", False):
+                return args.func(args, extra)
+            return args.func(args)
     except (UsageError, ConfigError, SourceError, BuildFailed) as exc:
         if args.debug:
             raise
         print(f"armdata {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1 if isinstance(exc, BuildFailed) else 2
+    except BaseException:
+        if not terminated:
+            raise
+        print("armdata: terminated by SIGTERM", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

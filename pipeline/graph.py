@@ -1,13 +1,15 @@
 """The Beam graph of `armdata build`, as a readable list of steps:
 
-    shard slices → read RLDS → standardize → validate → [depth] → [trace] → spill episode rows
+    shard slices → read RLDS → standardize → reuse lookup → validate → [depth] → [trace]
+      → spill episode rows (+ commit record; finished episodes of a killed run skip the stages)
       → statistics (combine over exactly the written transitions, or --stats)
       → shard by hash(episode_id) → write Parquet shards (+ action columns)
       → manifest, statistics, dataset card, rejected/
 
 Every stage is a plain `transforms.base.Stage` run by one generic DoFn; rejections of every stage
-are collected into `rejected/`. Only `DataError` becomes a rejection: any other exception (a bug,
-CUDA out of memory, a missing package) fails the bundle so that the runner retries it.
+are collected into `rejected/`, travelling with their episode into its commit record
+(`pipeline.resume`). Only `DataError` becomes a rejection: any other exception (a bug, CUDA out of
+memory, a missing package) fails the bundle so that the runner retries it.
 """
 from __future__ import annotations
 
@@ -20,19 +22,18 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline import storage
 from schemas.config import DatasetConfig
 from pipeline.finalize import Finalize
 from pipeline.lerobot_source import LeRobotPlan, ReadLeRobotEpisode
+from pipeline.resume import REJECTED, REUSED, FinishEpisode, Pending, ReuseLookup, episodes_dir
 from pipeline.source import REPORTS, ReadShard, SourcePlan, num_source_steps
-from pipeline.writer import SpillEpisode, WriteShard, auto_num_shards, shard_of
+from pipeline.writer import WriteShard, auto_num_shards, shard_of
 from schemas.episode import DataError, Rejection
 from schemas.stats import StatsAccumulator
 from transforms.base import Stage
 from transforms.standardize import standardize_episode
 
 log = logging.getLogger(__name__)
-REJECTED = "rejected"
 
 
 class Standardize(beam.DoFn):
@@ -59,8 +60,9 @@ class Standardize(beam.DoFn):
 
 
 class RunStage(beam.DoFn):
-    """Runs one Stage; its counters become Beam metrics under the stage's name. A stage with
-    `batch_episodes` > 1 gets that many episodes of a bundle at once."""
+    """Runs one Stage on `Pending` episodes (one rejected by an earlier stage passes through); its
+    counters become Beam metrics under the stage's name. A stage with `batch_episodes` > 1 gets
+    that many episodes of a bundle at once."""
 
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
@@ -72,24 +74,25 @@ class RunStage(beam.DoFn):
         self.last_log = time.monotonic()
 
     def start_bundle(self) -> None:
-        self.pending: list[Any] = []
+        self.pending: list[Pending] = []
 
-    def process(self, episode: Any) -> Iterator[Any]:
-        self.pending.append(episode)
+    def process(self, pending: Pending) -> Iterator[Pending]:
+        if pending.episode is None:
+            yield pending
+            return
+        self.pending.append(pending)
         if len(self.pending) >= self.stage.batch_episodes:
             yield from self._flush()
 
     def finish_bundle(self) -> Iterator[Any]:
         for out in self._flush():   # outside `process`, outputs need their window
-            if isinstance(out, TaggedOutput):
-                yield TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
-            else:
-                yield GlobalWindows.windowed_value(out)
+            yield GlobalWindows.windowed_value(out)
 
-    def _flush(self) -> Iterator[Any]:
-        episodes, self.pending = self.pending, []
-        if not episodes:
+    def _flush(self) -> Iterator[Pending]:
+        batch, self.pending = self.pending, []
+        if not batch:
             return
+        episodes = [p.episode for p in batch]
         if len(episodes) == 1:
             results = [self._one(episodes[0])]
         else:
@@ -107,11 +110,8 @@ class RunStage(beam.DoFn):
         if time.monotonic() - self.last_log > 10:
             log.info("%s: %d episodes done in this worker", self.stage.name, self.done)
             self.last_log = time.monotonic()
-        for out, rejections in results:
-            for r in rejections:
-                yield TaggedOutput(REJECTED, r)
-            if out is not None:
-                yield out
+        for p, (out, rejections) in zip(batch, results):
+            yield Pending(p.episode_id, out, p.rejections + rejections)
 
     def _one(self, episode: Any) -> tuple[Any, list[Rejection]]:
         try:
@@ -152,24 +152,25 @@ def sum_dicts(dicts: Any) -> dict[str, int]:
 
 def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: DatasetConfig,
                 stages: list[Stage], staging: str, stats: dict | None, num_shards: int | None,
-                min_shards: int, manifest_base: dict[str, Any]) -> None:
+                min_shards: int, manifest_base: dict[str, Any], work: str, work_key: str) -> None:
     reader = ReadLeRobotEpisode(plan) if isinstance(plan, LeRobotPlan) else ReadShard(plan.directory)
     raw = (p
            | "ShardSlices" >> beam.Create(list(plan.reads))
            | "ReadRLDS" >> beam.ParDo(reader).with_outputs(REPORTS, main="episodes"))
     read = raw.episodes | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
         REJECTED, "accounting", main="episodes")
-    rejected = [read[REJECTED]]
+    spills = episodes_dir(work)
+    lookup = read.episodes | "ReuseLookup" >> beam.ParDo(
+        ReuseLookup(spills, work_key)).with_outputs(REJECTED, REUSED, main="pending")
     # No shuffle before the spill: reading, every stage and the spill run fused, one episode at a
     # time, so pixels are never materialized between steps (parallelism comes from the slices).
-    episodes = read.episodes
+    pending = lookup.pending
     for stage in stages:
-        out = episodes | stage.name.capitalize() >> beam.ParDo(RunStage(stage)).with_outputs(
-            REJECTED, main="episodes")
-        episodes, rejected = out.episodes, rejected + [out[REJECTED]]
-
-    summaries = episodes | "SpillEpisodes" >> beam.ParDo(
-        SpillEpisode(storage.join(staging, "_tmp", "episodes")))
+        pending = pending | stage.name.capitalize() >> beam.ParDo(RunStage(stage))
+    spilled = pending | "SpillEpisodes" >> beam.ParDo(
+        FinishEpisode(spills, work_key)).with_outputs(REJECTED, main="summaries")
+    summaries = (spilled.summaries, lookup[REUSED]) | "AllEpisodes" >> beam.Flatten()
+    rejected = [read[REJECTED], lookup[REJECTED], spilled[REJECTED]]
 
     if stats is None:
         stats_pc = summaries | "Statistics" >> beam.CombineGlobally(

@@ -61,6 +61,33 @@ def open_write(path: str) -> IO[bytes]:
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+@contextlib.contextmanager
+def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
+    """Write a file that readers see whole or not at all: locally under a temporary name, renamed
+    when complete; on object stores an object only appears once its upload completed."""
+    if not is_local(path):
+        with open_write(path) as f:
+            yield f
+        return
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with open_write(tmp) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def size(path: str) -> int | None:
+    """The size of a file in bytes, None if it does not exist."""
+    if is_local(path):
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    if not exists(path):
+        return None
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
 def open_read(path: str) -> IO[bytes]:
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 

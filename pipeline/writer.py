@@ -1,8 +1,8 @@
-"""Writing: spill each finished episode to a temporary Arrow file, then write each Parquet shard by
-streaming its episodes in (episode_id, step) order, adding the action columns once the dataset
-statistics are known. Memory is bounded by one row group plus the largest episode, never by the
-dataset. Shard assignment is a stable hash of the episode id, so identical inputs and arguments
-give byte-identical shards."""
+"""Writing: spill each finished episode to an Arrow file (in the build's work directory, see
+`pipeline.resume`), then write each Parquet shard by streaming its episodes in (episode_id, step)
+order, adding the action columns once the dataset statistics are known. Memory is bounded by one
+row group plus the largest episode, never by the dataset. Shard assignment is a stable hash of the
+episode id, so identical inputs and arguments give byte-identical shards."""
 from __future__ import annotations
 
 import hashlib
@@ -53,24 +53,13 @@ def auto_num_shards(total_bytes: int, episodes: int, min_shards: int) -> int:
     return max(1, min(max(min_shards, by_size), max(episodes, 1)))
 
 
-class SpillEpisode(beam.DoFn):
-    """Episode → its rows (without action columns) in a temporary Arrow IPC file."""
-
-    def __init__(self, tmp_dir: str) -> None:
-        self.tmp_dir = tmp_dir
-
-    def setup(self) -> None:
-        self.rows = beam.metrics.Metrics.counter("spill", "rows")
-
-    def process(self, episode: Episode) -> Iterator[EpisodeSummary]:
-        table = episode_table(episode)
-        name = hashlib.sha256(episode.episode_id.encode()).hexdigest()[:32] + ".arrow"
-        path = storage.join(self.tmp_dir, name[:2], name)
-        with storage.open_write(path) as f, pa.ipc.new_stream(f, table.schema) as w:
-            w.write_table(table)
-        self.rows.inc(table.num_rows)
-        yield EpisodeSummary(episode.episode_id, path, table.num_rows, table.nbytes,
-                             episode.actions(), episode.states())
+def spill_episode(episode: Episode, path: str) -> EpisodeSummary:
+    """Write an episode's rows (without action columns) to an Arrow IPC file at `path`."""
+    table = episode_table(episode)
+    with storage.open_write_atomic(path) as f, pa.ipc.new_stream(f, table.schema) as w:
+        w.write_table(table)
+    return EpisodeSummary(episode.episode_id, path, table.num_rows, table.nbytes,
+                          episode.actions(), episode.states())
 
 
 def read_spilled(path: str) -> pa.Table:
