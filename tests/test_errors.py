@@ -22,6 +22,7 @@ from schemas.episode import DataError, Episode, Step
 from tests.conftest import REPO, armdata, build
 from tests.synthetic_video import make_video, write_frames
 from tests.tiny_models import make_depth_assets, make_tiny_vqvae
+from pipeline.resume import Pending
 from transforms.base import Stage
 from transforms.standardize import StandardizeError
 
@@ -46,13 +47,15 @@ def episode() -> Episode:
 def run_stage(stage: Stage) -> list:
     dofn = graph.RunStage(stage)
     dofn.setup()
-    return list(dofn.process(episode()))
+    dofn.start_bundle()
+    return list(dofn.process(Pending("d/0", episode())))
 
 
 def test_data_error_is_a_rejection():
     (out,) = run_stage(Failing(DataError("frame 3 is black")))
-    assert isinstance(out, TaggedOutput) and out.tag == graph.REJECTED
-    assert out.value.reason == "frame 3 is black" and out.value.step is None
+    assert isinstance(out, Pending) and out.episode is None
+    (rejection,) = out.rejections
+    assert rejection.reason == "frame 3 is black" and rejection.step is None
 
 
 @pytest.mark.parametrize("exc", [TypeError("bug in our code"),

@@ -215,7 +215,7 @@ def test_changed_command_does_not_reuse_and_reports_the_stale_work(command, clea
     caplog.clear()
     stats = ["--stats", str(clean / "dataset_statistics.json")]
     with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
-        assert build(*without_depth, *stats, "--max-episodes", "1", "--output", out,
+        assert build(*without_depth, *stats, "--max-episodes", "3", "--output", out,
                      "--overwrite", "--clean-stale") == 0
     assert f"deleted stale build directory {stale_staging} (1.0 kB)" in caplog.text
     assert not stale.exists() and not stale_staging.exists()
