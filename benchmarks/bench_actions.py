@@ -10,7 +10,7 @@ one worker process per core) and decodes every image to validate it. Both are ti
 commands, start-up included; peak RSS is of the whole process tree, sampled every 100 ms.
 
     python benchmarks/bench_actions.py [--episodes 300] [--steps 40] [--size 256] [--shards 16]
-                                       [--repeat 1] [--data DIR]
+                                       [--repeat 1] [--data DIR] [armdata build options]
 
 `--data DIR` keeps the generated dataset in DIR (generated on first use; takes minutes) so that
 repeated runs skip generation.
@@ -94,10 +94,10 @@ def run_naive(source: Path, output: Path) -> dict:
     return {"wall_s": wall, "steps": int(out.split()[-1]), "peak_rss_mb": peak / 2**20}
 
 
-def run_armdata(source: Path, output: Path) -> dict:
+def run_armdata(source: Path, output: Path, extra: list[str]) -> dict:
     wall, peak, _ = timed([sys.executable, "-m", "pipeline.cli", "build", "--config",
                            "armdata_demo", "--source", str(source), "--output", str(output),
-                           "--stages", "actions"])
+                           "--stages", "actions", *extra])
     counts = json.loads((output / "manifest.json").read_text())["counts"]
     return {"wall_s": wall, "steps": counts["steps_out"], "peak_rss_mb": peak / 2**20}
 
@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=1, help="alternate the two this many times")
     ap.add_argument("--data", type=Path, help="keep/reuse the generated dataset here")
-    args = ap.parse_args()
+    args, extra = ap.parse_known_args()   # the rest goes to armdata build (e.g. Beam options)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = dataset(args.data or tmp / "src", args)
@@ -133,7 +133,7 @@ def main() -> None:
               f"{'peak RSS MB':>11s} {'armdata/naive':>13s}")
         for i in range(args.repeat):
             naive = run_naive(source, tmp / f"naive{i}.parquet")
-            ours = run_armdata(source, tmp / f"armdata{i}")
+            ours = run_armdata(source, tmp / f"armdata{i}", extra)
             if naive["steps"] != ours["steps"]:
                 raise SystemExit(f"step counts differ: naive {naive['steps']}, "
                                  f"armdata {ours['steps']}")
