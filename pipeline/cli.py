@@ -10,7 +10,7 @@ import sys
 import pipeline
 
 COMMANDS = ("pipeline.build", "pipeline.inspect_output", "pipeline.demo", "pipeline.preview",
-            "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track")
+            "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track", "trainer.cli")
 
 
 def make_parser() -> argparse.ArgumentParser:
