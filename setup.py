@@ -15,7 +15,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["pipeline", "transforms", "schemas", "configs", "models"],
+    packages=["pipeline", "transforms", "schemas", "configs", "models", "trainer"],
     package_data={"configs": ["*.yaml"]},
     install_requires=[
         "apache-beam>=2.65,<3",
@@ -35,7 +35,9 @@ setup(
         "opencv-python-headless",
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis", "pyflakes"],
+        "dev": ["pytest", "hypothesis", "pyflakes",
+                "datasets", "peft"],            # the loader benchmark's baseline; LoRA test
+        "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
         "gcp": ["apache-beam[gcp]"],
     },
     entry_points={"console_scripts": ["armdata=pipeline.cli:main"]},

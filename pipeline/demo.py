@@ -5,7 +5,9 @@
    depth maps, since the published checkpoint cannot be downloaded offline;
 3. build with every stage: actions, depth (sensor depth → VQ-VAE codes), trace (projection
    localizer + Lucas–Kanade tracker);
-4. inspect the result and report the tracker's error against the synthetic ground truth.
+4. inspect the result and report the tracker's error against the synthetic ground truth;
+5. train a tiny random-weight VLM (real Qwen2 tokenizer) for a few steps on the built shards and
+   run `predict` on one frame: the trainer's whole path, not a useful model.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=128, help="image height and width")
     p.add_argument("--vqvae", help="VQ-VAE checkpoint to use instead of training one")
     p.add_argument("--vqvae-epochs", type=int, default=3)
+    p.add_argument("--train-steps", type=int, default=6, help="tiny-model training steps (0: skip)")
     p.set_defaults(func=run, accepts_beam_args=True)
 
 
@@ -80,6 +83,30 @@ def trace_report(output: Path, steps: int, size: int) -> dict[str, float]:
     return report
 
 
+def train_and_predict(work: Path, output: Path, steps: int) -> int:
+    from pipeline.cli import main
+    from trainer.samples import image_bytes
+    from trainer.tiny import save_tiny_vlm
+
+    print("[demo] training a tiny random-weight VLM on the built shards "
+          f"({steps} steps; the Qwen2 tokenizer is built offline first)")
+    model = save_tiny_vlm(work / "tiny_vlm")
+    run_dir = work / "train"
+    code = main(["train", "--data", str(output), "--out", str(run_dir), "--model", str(model),
+                 "--max-steps", str(steps), "--micro-batch", "1", "--workers", "1", "--lr", "3e-3",
+                 "--warmup", "2", "--log-every", "2", "--eval-every", str(steps),
+                 "--eval-batches", "2", "--save-every", str(steps)])
+    if code != 0:
+        return code
+    row = pq.read_table(sorted((output / "data").glob("*.parquet"))[0],
+                        columns=["image", "instruction"]).slice(0, 1).to_pylist()[0]
+    image = work / "frame.jpg"
+    image.write_bytes(image_bytes(row["image"]))
+    print(f"[demo] predict on one frame ({row['instruction']!r}):")
+    return main(["predict", "--model", str(run_dir / "model"), "--image", str(image),
+                 "--instruction", row["instruction"], "--json"])
+
+
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     from pipeline.cli import main
     from pipeline.synthetic import write_synthetic_rlds
@@ -105,7 +132,8 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
             vqvae = str(work / "vqvae" / "vqvae.pt")
         output = work / "output"
         code = main(["build", "--config", "armdata_demo", "--source", str(source),
-                     "--output", str(output), "--overwrite", "--stages", "actions,depth,trace",
+                     "--output", str(output), "--overwrite", "--num-shards", "2",
+                     "--stages", "actions,depth,trace",
                      "--depth-source", "sensor", "--vqvae", vqvae, "--store-depth",
                      "--localizer", "projection", "--tracker", "lk", *(beam_args or [])])
         if code != 0:
@@ -115,6 +143,8 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
         err = trace_report(output, args.steps, args.size)
         print("[demo] lk tracker vs ground truth: " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in err.items()))
+        if code == 0 and args.train_steps:
+            code = train_and_predict(work, output, args.train_steps)
         print(f"[demo] done in {time.perf_counter() - start:.0f}s"
               + (f"; files kept in {work}" if args.workdir else ""))
         return code

@@ -233,13 +233,14 @@ def losses(run: Path) -> list[float]:
     return [e["loss"] for e in lines if "loss" in e]
 
 
+@pytest.mark.slow
 def test_overfit_then_predict(built, tiny, tmp_path, capsys):
     t = table(built)
     pick = t.take([0, t.num_rows - 1])          # two frames of different episodes
     data = rewrite(built, tmp_path / "two", pick)
     run = tmp_path / "run"
     assert armdata("train", "--data", data, "--out", run, "--model", tiny, *SMALL,
-                   "--max-steps", "40", "--micro-batch", "2", "--workers", "0", "--lr", "3e-3",
+                   "--max-steps", "60", "--micro-batch", "2", "--workers", "0", "--lr", "1e-2",
                    "--warmup", "4", "--log-every", "1", "--save-every", "100") == 0
     loss = losses(run)
     assert loss[-1] < 0.05 * loss[0], loss
@@ -291,3 +292,18 @@ def test_ddp_two_processes_equal_one(built, tiny, tmp_path):
     assert np.allclose(losses(tmp_path / "ddp"), losses(tmp_path / "one"), rtol=1e-5)
     wa, wb = weights(tmp_path / "ddp" / "model"), weights(tmp_path / "one" / "model")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_lora_resumes_and_saves_a_merged_model(built, tiny, tmp_path):
+    common = ["--data", built, "--model", tiny, *SMALL, "--micro-batch", "1", "--workers", "0",
+              "--lora", "4", "--lr", "1e-2", "--warmup", "1", "--max-steps", "2",
+              "--eval-every", "100", "--holdout-shards", "0", "--out", tmp_path / "run"]
+    assert armdata("train", *common, "--stop-after", "1") == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "step_00000001" / "model"
+    assert (ckpt / "adapter_config.json").exists() and not (tmp_path / "run" / "model").exists()
+    assert armdata("train", *common, "--resume") == 0
+    merged, base = weights(tmp_path / "run" / "model"), weights(tiny)
+    assert not any("lora" in k for k in merged)
+    q = next(k for k in base if k.endswith("self_attn.q_proj.weight"))
+    norm = next(k for k in base if k.endswith("layernorm.weight") or k.endswith("norm.weight"))
+    assert not torch.equal(merged[q], base[q]) and torch.equal(merged[norm], base[norm])

@@ -47,7 +47,7 @@ QUESTION = {
 }
 DRAWN_QUESTION = ("Based on the image and the annotated trajectory of the end effector, what is the "
                   "action that the robot should take to {task}?")
-ACTION_LEAD = "the action that the robot should take is "
+ACTION_LEAD = "action that the robot should take is "
 
 
 class CorruptImage(ValueError):
@@ -187,7 +187,7 @@ class Formatter:
             counters["drawn_trace"] = counters.get("drawn_trace", 0) + 1
             q = question(task, False, False, drawn=True)
             segs.append((OTHER, self.text_ids("Based on the image and the annotated trajectory of "
-                                              "the end effector, " + ACTION_LEAD)))
+                                              "the end effector, the " + ACTION_LEAD)))
         else:
             if codes is None and "depth" in opts.parts:
                 counters["no_depth"] = counters.get("no_depth", 0) + 1
@@ -206,7 +206,7 @@ class Formatter:
                 segs += [(OTHER, self.text_ids(f"{lead}The trajectory of the {label}end effector is ")),
                          (TRACE, self.text_ids(text)), (OTHER, self.text_ids("."))]
             lead = " " if segs else ""
-            start = "Based on this information, " if (codes is not None or traces) else "The "
+            start = "Based on this information, the " if (codes is not None or traces) else "The "
             segs.append((OTHER, self.text_ids(lead + start + ACTION_LEAD)))
         segs += self.action_segments(bins)
         segs.append((OTHER, self.text_ids(".") + self.eos))

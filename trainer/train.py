@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr,
-                                  betas=(0.9, 0.95), fused=device.startswith("cuda"))
+                                  betas=(0.9, 0.95), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, args.warmup, args.max_steps, args.min_lr_ratio))
     step, received, batches = 0, {}, 0
