@@ -383,7 +383,10 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
                          entry["samples_per_s"])
             t0, samples_since = time.perf_counter(), 0
         if eval_sources and (step % args.eval_every == 0 or step == args.max_steps):
-            result = evaluate(net, lambda: data(eval_sources, None, 1), args.eval_batches, device,
+            # The unwrapped model: ranks may hold different numbers of eval batches, and DDP's
+            # forward would synchronise buffers on each.
+            result = evaluate(net.module if distributed else net, lambda: data(eval_sources, None, 1),
+                              args.eval_batches, device,
                               autocast, tables, processor.tokenizer, stats)
             record({"step": step, **{f"eval/{k}": v for k, v in result.items()}})
             if master:
