@@ -262,6 +262,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_resume_is_exact(built, tiny, tmp_path):
     common = ["--data", built, "--model", tiny, *SMALL, "--micro-batch", "1", "--accum", "2",
               "--workers", "1", "--lr", "1e-3", "--warmup", "2", "--log-every", "1",
