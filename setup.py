@@ -15,7 +15,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["pipeline", "transforms", "schemas", "configs", "models", "prompts"],
+    packages=["pipeline", "transforms", "schemas", "configs", "models", "prompts", "trainer"],
     package_data={"configs": ["*.yaml"], "prompts": ["*.yaml"]},
     install_requires=[
         "apache-beam>=2.65,<3",
@@ -36,8 +36,10 @@ setup(
         "av",                           # LeRobot sources: mp4 (AV1/h264) frames
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis", "pyflakes", "datasets"],
-        "export": ["datasets"],         # armdata export --format molmoact
+        "dev": ["pytest", "hypothesis", "pyflakes",
+                "datasets", "peft"],            # export tests, loader benchmark baseline; LoRA test
+        "export": ["datasets"],                 # armdata export --format molmoact
+        "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
         "gcp": ["apache-beam[gcp]"],
     },
     entry_points={"console_scripts": ["armdata=pipeline.cli:main"]},

@@ -21,7 +21,7 @@ from pipeline import logs
 
 COMMANDS = ("pipeline.build", "pipeline.inspect_output", "pipeline.demo", "pipeline.preview",
             "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track",
-            "pipeline.push", "pipeline.export")
+            "pipeline.push", "pipeline.export", "trainer.cli")
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,9 @@
 3. build with every stage: actions, depth (sensor depth → VQ-VAE codes), trace (projection
    localizer + Lucas–Kanade tracker);
 4. inspect the result, report the tracker's error against the synthetic ground truth and write
-   `preview` strips of one episode.
+   `preview` strips of one episode;
+5. train a tiny random-weight VLM (real Qwen2 tokenizer) for a few steps on the built shards and
+   run `predict` on one frame: the trainer's whole path, not a useful model.
 Everything stays in `--workdir` (default ./armdata-demo) for the user to open.
 """
 from __future__ import annotations
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=128, help="image height and width")
     p.add_argument("--vqvae", help="VQ-VAE checkpoint to use instead of training one")
     p.add_argument("--vqvae-epochs", type=int, default=3)
+    p.add_argument("--train-steps", type=int, default=6, help="tiny-model training steps (0: skip)")
     p.set_defaults(func=run, accepts_beam_args=True)
 
 
@@ -92,7 +95,7 @@ def prepare_workdir(work: Path) -> None:
     if work.exists() and any(work.iterdir()) and not (work / MARKER).exists():
         raise UsageError(f"{work} is not empty and not an armdata demo folder; choose another "
                          f"--workdir")
-    for name in ("source", "depth_png", "vqvae", "preview"):   # an earlier run's, regenerated
+    for name in ("source", "depth_png", "vqvae", "preview", "tiny_vlm", "train"):   # regenerated
         shutil.rmtree(work / name, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     (work / MARKER).write_text("written by `armdata demo`; rerunning the demo replaces it\n")
@@ -102,6 +105,30 @@ def first_episode(output: Path) -> str:
     manifest = json.loads((output / "manifest.json").read_text())
     return pq.read_table(output / manifest["shards"][0]["path"],
                          columns=["episode_id"]).column(0)[0].as_py()
+
+
+def train_and_predict(work: Path, output: Path, steps: int) -> int:
+    from pipeline.cli import main
+    from schemas.output import image_bytes
+    from trainer.tiny import save_tiny_vlm
+
+    print("[demo] training a tiny random-weight VLM on the built shards "
+          f"({steps} steps; the Qwen2 tokenizer is built offline first)")
+    model = save_tiny_vlm(work / "tiny_vlm")
+    run_dir = work / "train"
+    code = main(["train", "--data", str(output), "--out", str(run_dir), "--model", str(model),
+                 "--max-steps", str(steps), "--micro-batch", "1", "--workers", "1", "--lr", "3e-3",
+                 "--warmup", "2", "--log-every", "2", "--eval-every", str(steps),
+                 "--eval-batches", "2", "--save-every", str(steps)])
+    if code != 0:
+        return code
+    row = pq.read_table(sorted((output / "data").glob("*.parquet"))[0],
+                        columns=["image", "instruction"]).slice(0, 1).to_pylist()[0]
+    image = work / "frame.jpg"
+    image.write_bytes(image_bytes(row["image"]))
+    print(f"[demo] predict on one frame ({row['instruction']!r}):")
+    return main(["predict", "--model", str(run_dir / "model"), "--image", str(image),
+                 "--instruction", row["instruction"], "--json"])
 
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
@@ -133,7 +160,8 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
         vqvae = str(work / "vqvae" / "vqvae.pt")
     output = work / "output"
     code = main(["build", "--config", "armdata_demo", "--source", str(source),
-                 "--output", str(output), "--overwrite", "--stages", "actions,depth,trace",
+                 "--output", str(output), "--overwrite", "--num-shards", "2",
+                 "--stages", "actions,depth,trace",
                  "--depth-source", "sensor", "--vqvae", vqvae, "--store-depth",
                  "--localizer", "projection", "--tracker", "lk", *(beam_args or [])])
     if code != 0:
@@ -147,7 +175,10 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     if main(["preview", str(output), "--episode", first_episode(output), "--out", str(preview),
              "--vqvae", vqvae, "--device", "cpu"]) != 0:
         return 1
+    if code == 0 and args.train_steps:
+        code = train_and_predict(work, output, args.train_steps)
     print(f"[demo] done in {time.perf_counter() - start:.0f}s; everything is in {work}: "
           f"output/ (the dataset, README.md is its card), preview/ (one PNG per step of an "
-          f"episode: frame + trace | depth | decoded depth tokens), source/ (the input)")
+          f"episode: frame + trace | depth | decoded depth tokens), source/ (the input), "
+          f"train/ (the tiny model trained on it)")
     return code

@@ -1,0 +1,311 @@
+"""The bundled trainer on a small built synthetic dataset and a tiny random-weight VLM (LLaVA
+architecture, real Qwen2 tokenizer built offline): loader splitting, mixture, resume and bad rows;
+the sample format's round trip; overfitting + predict; exact resume; DDP (slow)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline.synthetic import write_synthetic_rlds
+from tests.conftest import REPO, SHARED, armdata, build
+from trainer.data import Mixture, RowStream, StreamingLoader, open_source, parse_data, split_units
+from trainer.predict import answer_text, parse_answer
+from schemas.output import image_bytes
+from trainer.samples import IGNORE, Formatter, SampleOptions
+from trainer.tiny import save_tiny_vlm
+from trainer.tokens import DEPTH_TOKENS, add_answer_tokens
+from trainer.train import lr_factor
+from transforms.actions import decode
+
+VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"
+# The cheapest answer (no depth, no trace, one step): the 150k-token softmax dominates a CPU step.
+SMALL = ["--parts", "none", "--no-chunk"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    if not VQVAE.exists():
+        pytest.skip("../shared/fixtures/vqvae_molmoact is not present")
+    tmp = tmp_path_factory.mktemp("trainer_data")
+    src = write_synthetic_rlds(tmp / "src", num_episodes=5, num_steps=8, image_size=(64, 64), seed=3)
+    out = tmp / "out"
+    assert build("--config", "armdata_demo", "--source", src, "--output", out,
+                 "--stages", "actions,depth,trace", "--depth-source", "sensor", "--vqvae", VQVAE,
+                 "--localizer", "projection", "--tracker", "lk", "--depth-device", "cpu",
+                 "--trace-device", "cpu", "--num-shards", "3") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return save_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm") / "model")
+
+
+@pytest.fixture(scope="module")
+def processor_tables(tiny):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny)
+    model = AutoModelForImageTextToText.from_pretrained(tiny)
+    return processor, add_answer_tokens(processor.tokenizer, model), model
+
+
+def table(root: Path) -> pa.Table:
+    return pa.concat_tables(pq.read_table(p) for p in sorted((root / "data").glob("*.parquet")))
+
+
+def rewrite(src: Path, dst: Path, t: pa.Table, shards: int = 1, row_group: int | None = None) -> Path:
+    """A dataset directory holding `t` in `shards` files (row groups of `row_group` rows)."""
+    (dst / "data").mkdir(parents=True)
+    shutil.copy(src / "dataset_statistics.json", dst)
+    bounds = np.linspace(0, t.num_rows, shards + 1).astype(int)
+    for i in range(shards):
+        pq.write_table(t.slice(bounds[i], bounds[i + 1] - bounds[i]),
+                       dst / "data" / f"train-{i:05d}-of-{shards:05d}.parquet",
+                       row_group_size=row_group)
+    return dst
+
+
+def keys(rows) -> list[tuple[str, int]]:
+    return [(r["episode_id"], r["step"]) for r in rows]
+
+
+# --- loader ------------------------------------------------------------------------------------
+
+def test_parse_data_weights():
+    assert parse_data("a:0.4,gs://b/c:0.6, hf://datasets/o/n") == [
+        ("a", 0.4), ("gs://b/c", 0.6), ("hf://datasets/o/n", 1.0)]
+    with pytest.raises(ValueError):
+        parse_data("a:zero")
+
+
+@pytest.mark.parametrize("layout", [dict(shards=2, row_group=7), dict(shards=3, row_group=None)])
+def test_every_row_once_per_epoch_across_ranks_and_workers(built, tmp_path, layout):
+    """2 ranks × 3 workers over 14-ish row groups, and over 3 row groups (fewer than streams)."""
+    t = table(built)
+    source = open_source(str(rewrite(built, tmp_path / "d", t, **layout)))
+    streams = split_units(source.units, 6)
+    if layout["row_group"] is None:
+        assert len(source.units) == 3 and all(u.parts == 2 for s in streams for u in s)
+    everything = keys(t.to_pylist())
+    for epoch in range(2):
+        seen = []
+        for g, units in enumerate(streams):
+            st = RowStream(source, units, [0, 0, g], block=2, columns=["episode_id", "step"])
+            seen += keys(st.rows(epoch * st.epoch_rows, epochs=epoch + 1))
+        assert Counter(seen) == Counter(everything) and len(seen) == len(everything)
+    st = RowStream(source, streams[0], [0, 0, 0], block=2, columns=["episode_id", "step"])
+    first, second = list(st.rows(0, epochs=2))[:st.epoch_rows], list(st.rows(st.epoch_rows, 2))
+    assert sorted(keys(first)) == sorted(keys(second)) and keys(first) != keys(second)
+
+
+class RowIds:
+    """A formatter stand-in that keeps the row's identity (the loader's bookkeeping under test)."""
+
+    def __call__(self, row, rng, counters):
+        return {"input_ids": torch.tensor([row["step"]]),
+                "meta": {"dataset": row["dataset"], "key": (row["episode_id"], row["step"])}}
+
+
+def test_mixture_weights(built, tmp_path):
+    t = table(built)
+    other = t.set_column(t.schema.get_field_index("dataset"), "dataset",
+                         pa.array(["other"] * t.num_rows))
+    a = open_source(str(rewrite(built, tmp_path / "a", t)), 3.0)
+    b = open_source(str(rewrite(built, tmp_path / "b", other)), 1.0)
+    loader = StreamingLoader([a, b], RowIds, 50, rank=0, world=1, workers=1, seed=1)
+    names = [m["dataset"] for batch, _ in zip(loader, range(40)) for m in batch["meta"]]
+    assert abs(names.count("other") / len(names) - 0.25) < 0.03
+    mix = Mixture([3.0, 1.0], [1, 0, 7919])
+    draws = np.concatenate([mix.chunk(0), mix.chunk(1)])[:5000]
+    assert mix.positions(5000) == np.bincount(draws, minlength=2).tolist()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_resumes_exactly(built, workers):
+    source = open_source(str(built))
+
+    def run(state, n):
+        ds = StreamingLoader([source], RowIds, 3, rank=0, world=1, workers=2, seed=4, block=1,
+                             state=state)
+        dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+        out, received = [], {}
+        for batch, _ in zip(dl, range(n)):
+            out.append([m["key"] for m in batch["meta"]])
+            received[batch["loader"]["stream"]] = batch["loader"]
+        return out, received
+
+    straight, _ = run(None, 30)
+    first, received = run(None, 11)
+    from trainer.data import loader_state
+    rest, _ = run(loader_state(11, received, 4), 19)
+    assert first + rest == straight
+
+
+def test_corrupt_jpeg_skipped_and_counted_and_image_struct(built, tmp_path, processor_tables):
+    processor, tables, _ = processor_tables
+    t = table(built)
+    images = t.column("image").to_pylist()
+    struct = pa.array([{"bytes": b, "path": None} for b in images],
+                      pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    hf = t.set_column(t.schema.get_field_index("image"), "image", struct)
+    images[3] = b"\xff\xd8\xff\xe0 not a jpeg"
+    bad = t.set_column(t.schema.get_field_index("image"), "image", pa.array(images, pa.binary()))
+    results = []
+    for name, tab in (("bad", bad), ("hf", hf)):
+        source = open_source(str(rewrite(built, tmp_path / name, tab, shards=2)))
+        loader = StreamingLoader([source], lambda: Formatter(processor, tables, SampleOptions()), 4,
+                                 rank=0, world=1, workers=1, seed=0, shuffle=False, epochs=1)
+        batches = list(loader)
+        first = batches[0]
+        results.append(([m["step"] for b in batches for m in b["meta"]],
+                        batches[-1]["loader"]["counters"],
+                        first["input_ids"][0][first["attention_mask"][0] == 1]))
+    (steps, counters, ids), (hf_steps, hf_counters, hf_ids) = results
+    assert len(steps) == t.num_rows - 1 and counters["corrupt_image"] == 1
+    assert counters["samples"] == t.num_rows - 1
+    assert len(hf_steps) == t.num_rows and "corrupt_image" not in hf_counters
+    assert torch.equal(ids, hf_ids)   # row 0 formats the same from raw bytes and from the struct
+    assert image_bytes({"bytes": b"x", "path": "a.jpg"}) == b"x"
+
+
+# --- samples -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["ids", "text"])
+def test_answer_round_trip(built, processor_tables, fmt):
+    processor, tables, model = processor_tables
+    row = table(built).slice(5, 1).to_pylist()[0]
+    assert row["depth_codes"] and row["trace"]
+    sample = Formatter(processor, tables, SampleOptions(action_format=fmt))(
+        row, np.random.default_rng(0), {})
+    answer = sample["labels"][sample["labels"] != IGNORE].tolist()
+    if fmt == "ids":   # one id per action bin (SPEC §4), not 2-4 BPE pieces
+        assert sum(1 for i in answer if i in set(tables["action"])) == 56
+    parsed = parse_answer(answer_text(answer, processor.tokenizer, tables))
+    assert parsed["depth_codes"] == list(row["depth_codes"])
+    assert parsed["traces"] == [row["trace"]]
+    assert parsed["action_bins"] == row["action_chunk_bins"]
+
+
+def test_depth_tokens_regular_and_mean_initialised(processor_tables, tiny):
+    processor, tables, model = processor_tables
+    tok = processor.tokenizer
+    ids = [tables["depth_start"], tables["depth"][7], tables["depth_end"]]
+    assert tok.decode(ids, skip_special_tokens=True) == "<DEPTH_START><DEPTH_7><DEPTH_END>"
+    emb = model.get_input_embeddings().weight
+    first = min(tok.convert_tokens_to_ids(DEPTH_TOKENS))
+    assert torch.allclose(emb[tables["depth"][7]], emb[:first].mean(0), atol=1e-6)
+    assert emb.shape[0] == len(tok)
+
+
+def test_no_embedding_shrink(tiny):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny)
+    model = AutoModelForImageTextToText.from_pretrained(tiny)
+    model.resize_token_embeddings(len(processor.tokenizer) + 500)
+    rows = model.get_input_embeddings().weight.shape[0]
+    add_answer_tokens(processor.tokenizer, model)
+    assert model.get_input_embeddings().weight.shape[0] == rows   # 130 new ids fit: kept
+
+
+def test_lr_schedule():
+    f = [lr_factor(s, 10, 100, 0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == 1.0 and f[10] == 1.0
+    assert f[-1] == pytest.approx(0.1, abs=1e-3) and all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def losses(run: Path) -> list[float]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [e["loss"] for e in lines if "loss" in e]
+
+
+@pytest.mark.slow
+def test_overfit_then_predict(built, tiny, tmp_path, capsys):
+    t = table(built)
+    pick = t.take([0, t.num_rows - 1])          # two frames of different episodes
+    data = rewrite(built, tmp_path / "two", pick)
+    run = tmp_path / "run"
+    assert armdata("train", "--data", data, "--out", run, "--model", tiny, *SMALL,
+                   "--max-steps", "60", "--micro-batch", "2", "--workers", "0", "--lr", "1e-2",
+                   "--warmup", "4", "--log-every", "1", "--save-every", "100") == 0
+    loss = losses(run)
+    assert loss[-1] < 0.05 * loss[0], loss
+    stats = json.loads((built / "dataset_statistics.json").read_text())
+    (name, ds_stats), = stats.items()
+    for i, row in enumerate(pick.to_pylist()):
+        (tmp_path / f"{i}.jpg").write_bytes(row["image"])
+        capsys.readouterr()
+        assert armdata("predict", "--model", run / "model", "--image", tmp_path / f"{i}.jpg",
+                       "--instruction", row["instruction"], "--json") == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["action_bins"] == [row["action_bins"]], got["text"]
+        a = ds_stats["action"]
+        assert np.allclose(got["actions"], decode(np.array([row["action_bins"]]), a["q01"],
+                                                  a["q99"], a["mask"]))
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_resume_is_exact(built, tiny, tmp_path):
+    common = ["--data", built, "--model", tiny, *SMALL, "--micro-batch", "1", "--accum", "2",
+              "--workers", "1", "--lr", "1e-3", "--warmup", "2", "--log-every", "1",
+              "--eval-every", "100", "--eval-batches", "1", "--block", "1"]
+    assert armdata("train", *common, "--out", tmp_path / "a", "--max-steps", "4") == 0
+    assert armdata("train", *common, "--out", tmp_path / "b", "--max-steps", "4",
+                   "--save-every", "2", "--stop-after", "2") == 0
+    assert armdata("train", *common, "--out", tmp_path / "b", "--max-steps", "4", "--resume") == 0
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    wa, wb = weights(tmp_path / "a" / "model"), weights(tmp_path / "b" / "model")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/loss" in e and "eval/action_accuracy" in e for e in lines)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one(built, tiny, tmp_path):
+    """2 ranks × 1 worker × micro-batch 1 against 1 rank × 2 workers × 2 accumulated micro-batches:
+    the same streams, the same global batch."""
+    common = ["--data", str(built), "--model", str(tiny), *SMALL, "--micro-batch", "1",
+              "--lr", "1e-3", "--warmup", "1", "--log-every", "1", "--max-steps", "3",
+              "--eval-every", "100", "--holdout-shards", "0", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                    "-m", "trainer.train", *common, "--workers", "1", "--out", str(tmp_path / "ddp")],
+                   check=True, env=env, cwd=REPO, timeout=900)
+    assert armdata("train", *common, "--workers", "2", "--accum", "2", "--out", tmp_path / "one") == 0
+    assert np.allclose(losses(tmp_path / "ddp"), losses(tmp_path / "one"), rtol=1e-5)
+    wa, wb = weights(tmp_path / "ddp" / "model"), weights(tmp_path / "one" / "model")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_lora_resumes_and_saves_a_merged_model(built, tiny, tmp_path):
+    common = ["--data", built, "--model", tiny, *SMALL, "--micro-batch", "1", "--workers", "0",
+              "--lora", "4", "--lr", "1e-2", "--warmup", "1", "--max-steps", "2",
+              "--eval-every", "100", "--holdout-shards", "0", "--out", tmp_path / "run"]
+    assert armdata("train", *common, "--stop-after", "1") == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "step_00000001" / "model"
+    assert (ckpt / "adapter_config.json").exists() and not (tmp_path / "run" / "model").exists()
+    assert armdata("train", *common, "--resume") == 0
+    merged, base = weights(tmp_path / "run" / "model"), weights(tiny)
+    assert not any("lora" in k for k in merged)
+    q = next(k for k in base if k.endswith("self_attn.q_proj.weight"))
+    norm = next(k for k in base if k.endswith("layernorm.weight") or k.endswith("norm.weight"))
+    assert not torch.equal(merged[q], base[q]) and torch.equal(merged[norm], base[norm])
