@@ -54,12 +54,16 @@ def add_answer_tokens(tokenizer: Any, model: Any) -> dict[str, Any]:
     new = DEPTH_TOKENS + ([] if qwen else [f"<ACTION_{b}>" for b in range(1, NUM_BINS + 1)])
     missing = [t for t in new if t not in tokenizer.get_vocab()]
     before = model.get_input_embeddings().weight.shape[0]
+    first = len(tokenizer)
     if missing:
-        first = len(tokenizer)
         tokenizer.add_tokens(missing, special_tokens=False)
-        if len(tokenizer) > before:
-            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        init_rows(model, range(first, len(tokenizer)), first)
+    rows = range(first if missing else len(tokenizer), len(tokenizer))
+    # A tokenizer saved with the tokens (resume) can still outgrow the base model's embedding.
+    if len(tokenizer) > before:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        rows = range(min(rows.start, before), len(tokenizer))
+    if len(rows):
+        init_rows(model, rows, min(first, before))
     tables = token_tables(tokenizer)
     model.config.armdata_tokens = True
     return tables
