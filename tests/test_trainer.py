@@ -157,11 +157,11 @@ def test_loader_resumes_exactly(built, workers):
 def test_corrupt_jpeg_skipped_and_counted_and_image_struct(built, tmp_path, processor_tables):
     processor, tables, _ = processor_tables
     t = table(built)
-    images = t.column("image").to_pylist()
+    images = [image_bytes(cell) for cell in t.column("image").to_pylist()]   # as built: v2 structs
     struct = pa.array([{"bytes": b, "path": None} for b in images],
                       pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
     hf = t.set_column(t.schema.get_field_index("image"), "image", struct)
-    images[3] = b"\xff\xd8\xff\xe0 not a jpeg"
+    images[3] = b"\xff\xd8\xff\xe0 not a jpeg"             # and schema v1's plain bytes
     bad = t.set_column(t.schema.get_field_index("image"), "image", pa.array(images, pa.binary()))
     results = []
     for name, tab in (("bad", bad), ("hf", hf)):
@@ -177,7 +177,7 @@ def test_corrupt_jpeg_skipped_and_counted_and_image_struct(built, tmp_path, proc
     assert len(steps) == t.num_rows - 1 and counters["corrupt_image"] == 1
     assert counters["samples"] == t.num_rows - 1
     assert len(hf_steps) == t.num_rows and "corrupt_image" not in hf_counters
-    assert torch.equal(ids, hf_ids)   # row 0 formats the same from raw bytes and from the struct
+    assert torch.equal(ids, hf_ids)   # row 0 formats the same from v1 bytes and from a v2 struct
     assert image_bytes({"bytes": b"x", "path": "a.jpg"}) == b"x"
 
 
