@@ -146,6 +146,24 @@ def _peak_offset(three: np.ndarray) -> float:
     return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
 
 
+def track_both_ways(frames: np.ndarray, t0: int, xy0: tuple[float, float], reseed: Reseed | None,
+                    run: Callable[[list[np.ndarray], np.ndarray, Reseed | None],
+                                  tuple[np.ndarray, np.ndarray]]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Track from frame t0 forwards to the end and backwards to the start: `run(gray frames in
+    tracking order, start point, reseed by position in that order)` tracks one direction."""
+    check_seed(frames, t0, xy0)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    xy = np.full((len(frames), 2), np.nan)
+    visible = np.zeros(len(frames), bool)
+    for order in (range(t0, len(frames)), range(t0, -1, -1)):
+        seq = list(order)
+        pts, vis = run([gray[i] for i in seq], np.array(xy0, np.float32),
+                       None if reseed is None else (lambda k: reseed(seq[k])))
+        xy[seq], visible[seq] = pts, vis
+    return xy, visible
+
+
 class LKTracker:
     name = "lk"
 
@@ -154,16 +172,7 @@ class LKTracker:
 
     def track(self, frames: np.ndarray, t0: int, xy0: tuple[float, float],
               reseed: Reseed | None = None) -> tuple[np.ndarray, np.ndarray]:
-        check_seed(frames, t0, xy0)
-        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-        xy = np.full((len(frames), 2), np.nan)
-        visible = np.zeros(len(frames), bool)
-        for order in (range(t0, len(frames)), range(t0, -1, -1)):
-            seq = list(order)
-            pts, vis = self._track_sequence([gray[i] for i in seq], np.array(xy0, np.float32),
-                                            None if reseed is None else (lambda k: reseed(seq[k])))
-            xy[seq], visible[seq] = pts, vis
-        return xy, visible
+        return track_both_ways(frames, t0, xy0, reseed, self._track_sequence)
 
     def _track_sequence(self, gray: list[np.ndarray], xy0: np.ndarray,
                         reseed: Callable[[int], "tuple[float, float] | None"] | None
@@ -323,16 +332,9 @@ class AffineTracker:
 
     def track(self, frames: np.ndarray, t0: int, xy0: tuple[float, float],
               reseed: Reseed | None = None) -> tuple[np.ndarray, np.ndarray]:
-        check_seed(frames, t0, xy0)
-        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-        xy = np.full((len(frames), 2), np.nan)
-        visible = np.zeros(len(frames), bool)
-        for order in (range(t0, len(frames)), range(t0, -1, -1)):
-            seq = list(order)
-            pts, vis = _AffineRun(self.params, [gray[i] for i in seq], np.float32(xy0),
-                                  None if reseed is None else (lambda k: reseed(seq[k]))).run()
-            xy[seq], visible[seq] = pts, vis
-        return xy, visible
+        return track_both_ways(frames, t0, xy0, reseed,
+                               lambda gray, xy, again: _AffineRun(self.params, gray, xy,
+                                                                  again).run())
 
 
 class _AffineRun:
