@@ -42,7 +42,9 @@ def test_lk_variants(kwargs):
     assert visible.mean() >= 0.9
 
 
-def test_lk_asks_localizer_when_unsure():
+def jump_scene():
+    """A video whose whole view jumps 2 px and darkens at frame 20, and a localizer that answers
+    the truth and records when it was asked."""
     video = make_video(2, num_frames=40)
     frames = video.frames.copy()
     frames[20:] = np.roll(frames[20:], 2, axis=(1, 2))   # everything jumps: appearance changes
@@ -54,6 +56,11 @@ def test_lk_asks_localizer_when_unsure():
     def localizer(t):
         calls.append(t)
         return tuple(truth[t])
+    return video, frames, truth, calls, localizer
+
+
+def test_lk_asks_localizer_when_unsure():
+    video, frames, truth, calls, localizer = jump_scene()
 
     xy, visible = LKTracker().track(frames, 0, tuple(truth[0]), localizer)
     assert 20 in calls                              # the jump is noticed at once
@@ -161,17 +168,7 @@ def test_affine_asks_localizer_only_when_unsure():
 
 
 def test_affine_sudden_change_asks_and_follows_the_localizer():
-    video = make_video(2, num_frames=40)
-    frames = video.frames.copy()
-    frames[20:] = np.roll(frames[20:], 2, axis=(1, 2))   # everything jumps: appearance changes
-    frames[20:] = (frames[20:] * 0.5).astype(np.uint8)
-    truth = video.xy.copy()
-    truth[20:] += 2
-    calls = []
-
-    def localizer(t):
-        calls.append(t)
-        return tuple(truth[t])
+    video, frames, truth, calls, localizer = jump_scene()
 
     xy, visible = AffineTracker().track(frames, 0, tuple(truth[0]), localizer)
     assert len(calls) < 0.3 * len(frames)
