@@ -22,6 +22,7 @@ setup(
         "tensorflow-cpu>=2.16,<2.22",
         "tensorflow-datasets>=4.9.4,<4.10",
         "importlib_resources",          # the tfds dataset writer needs it
+        "google-crc32c",                # TFRecord checksums, read without TensorFlow
         "torch>=2.2",                   # install the CPU build first where there is no GPU
         "transformers>=4.45",
         "huggingface-hub",
@@ -42,5 +43,5 @@ setup(
         "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
         "gcp": ["apache-beam[gcp]"],
     },
-    entry_points={"console_scripts": ["armdata=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["armdata=pipeline.cli:entry"]},
 )

@@ -6,8 +6,9 @@ main and wrist images, float32 sensor depth, 16 TFRecord shards). The baseline (
 below, run as its own process): `tfds.builder_from_directory`, images left encoded with
 `SkipDecoding`, `flat_map` over the steps, `batch(1024)`, numpy q01/q99, 256-bin digitize, one
 pyarrow Parquet write; it validates nothing. armdata runs the real command (default Beam options:
-one worker process per core) and decodes every image to validate it. Both are timed as whole
-commands, start-up included; peak RSS is of the whole process tree, sampled every 100 ms.
+one worker process per core) and checks every image (JPEG structure, `schemas/jpeg.py`), action and
+state. Both are timed as whole commands, start-up included; peak RSS is of the whole process tree,
+sampled every 100 ms. Run it on an otherwise idle machine: both sides are mostly start-up and I/O.
 
     python benchmarks/bench_actions.py [--episodes 300] [--steps 40] [--size 256] [--shards 16]
                                        [--repeat 1] [--data DIR] [armdata build options]

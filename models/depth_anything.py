@@ -16,8 +16,6 @@ from torch import nn
 
 from models.device import autocast
 
-DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Base-hf"   # the reference's (CC-BY-NC-4.0)
-SMALL_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"    # Apache-2.0
 INPUT_SIZE = 518
 PATCH = 14
 _MEAN = (0.485, 0.456, 0.406)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import ContextManager
+from typing import TYPE_CHECKING, ContextManager
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +15,8 @@ DEVICE_CHOICES = ("auto", "cuda", "cpu")
 
 def resolve_device(choice: str, what: str = "model") -> torch.device:
     """`auto` → CUDA when available, else CPU with a warning; `cuda` without CUDA is an error."""
+    import torch   # here, so that command-line parsing never imports torch
+
     if choice not in DEVICE_CHOICES:
         raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {choice!r}")
     if choice == "cuda" and not torch.cuda.is_available():
@@ -28,6 +31,8 @@ def resolve_device(choice: str, what: str = "model") -> torch.device:
 
 def autocast(device: torch.device) -> ContextManager:
     """bf16 autocast on CUDA (fp16 where bf16 is unsupported); fp32 on CPU."""
+    import torch
+
     if device.type != "cuda":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.hub import VQVAE_FILE, VQVAE_REPO
+
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 320
 GRID = 10                      # 320 / downsample 32
 NUM_CODES = 128
 CODE_DIM = 512
-HUB_REPO = "allenai/MolmoAct-7B-D-0812"
-HUB_FILE = "vae-final.pt"
 
 # PIL's fixed-point resampling: coefficients carry 22 fractional bits for 8-bit images.
 _PIL_PRECISION_BITS = 32 - 8 - 2
@@ -179,10 +179,10 @@ def resolve_checkpoint(path: str | None) -> Path:
         return p
     from huggingface_hub import hf_hub_download
     try:
-        return Path(hf_hub_download(HUB_REPO, HUB_FILE))
+        return Path(hf_hub_download(VQVAE_REPO, VQVAE_FILE))
     except Exception as exc:
         raise RuntimeError(
-            f"cannot download the VQ-VAE checkpoint {HUB_FILE} from the Hub repo {HUB_REPO} "
+            f"cannot download the VQ-VAE checkpoint {VQVAE_FILE} from the Hub repo {VQVAE_REPO} "
             f"({type(exc).__name__}: {exc}); without network access pass a local checkpoint "
             f"with --vqvae PATH") from exc
 

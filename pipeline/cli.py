@@ -10,6 +10,7 @@ import contextlib
 import difflib
 import importlib
 import logging
+import os
 import re
 import signal
 import sys
@@ -19,9 +20,13 @@ from typing import Any, Iterator
 import pipeline
 from pipeline import logs
 
-COMMANDS = ("pipeline.build", "pipeline.inspect_output", "pipeline.demo", "pipeline.preview",
-            "pipeline.depth_tokens", "pipeline.train_vqvae", "pipeline.track",
-            "pipeline.push", "pipeline.export", "trainer.cli")
+# Subcommand → the module whose `register` adds it. Only the module of the command being run is
+# imported (the others pull in torch, TensorFlow or transformers, seconds of start-up each).
+COMMANDS = {"build": "pipeline.build", "inspect": "pipeline.inspect_output",
+            "demo": "pipeline.demo", "preview": "pipeline.preview",
+            "depth-tokens": "pipeline.depth_tokens", "train-vqvae": "pipeline.train_vqvae",
+            "track": "pipeline.track", "push": "pipeline.push", "export": "pipeline.export",
+            "train": "trainer.cli", "predict": "trainer.cli"}
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 log = logging.getLogger(__name__)
@@ -34,13 +39,17 @@ def add_global_flags(parser: argparse.ArgumentParser, default: object = False) -
                         help="show the traceback of an error")
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; with `argv` naming a subcommand, only that subcommand's module is
+    imported (the full list of commands shows otherwise, e.g. for `armdata --help`)."""
     parser = argparse.ArgumentParser(
         prog="armdata", description="Build training data for action reasoning models.")
     parser.add_argument("--version", action="version", version=f"armdata {pipeline.__version__}")
     add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
+    command = next((a for a in argv or [] if not a.startswith("-")), None)
+    modules = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
+    for name in dict.fromkeys(modules):
         importlib.import_module(name).register(sub)
     for command in sub.choices.values():   # also accepted after the command name
         add_global_flags(command, default=argparse.SUPPRESS)
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.source import SourceError
     from schemas.config import ConfigError
 
-    parser = make_parser()
+    parser = make_parser(argv)
     args, extra = parser.parse_known_args(argv)
     problem = check_extra(parser, args, extra)
     if problem:
@@ -125,5 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGTERM
 
 
+def entry() -> None:
+    """The `armdata` console script. Once a command has returned, everything it wrote is closed
+    and flushed, so the process exits at once instead of tearing down Beam's gRPC threads,
+    TensorFlow and torch one object at a time (over a second after every build)."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

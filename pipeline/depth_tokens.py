@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.depth_anything import DEFAULT_DEPTH_MODEL, depth_to_u8, estimate_depth, \
-    load_depth_model
+from models.depth_anything import depth_to_u8, estimate_depth, load_depth_model
 from models.device import DEVICE_CHOICES, resolve_device
+from models.hub import DEFAULT_DEPTH_MODEL
 from models.vqvae import load_vqvae, vqvae_input
 from pipeline.errors import UsageError
 from schemas.output import depth_text

@@ -14,6 +14,7 @@ memory, a missing package) fails the bundle so that the runner retries it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 from typing import Any, Iterator
@@ -23,6 +24,7 @@ from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
 from schemas.config import DatasetConfig
+from pipeline.features import STEPS, config_keys
 from pipeline.finalize import Finalize
 from pipeline.lerobot_source import LeRobotPlan, ReadLeRobotEpisode
 from pipeline.resume import REJECTED, REUSED, FinishEpisode, Pending, ReuseLookup, episodes_dir
@@ -150,14 +152,27 @@ def sum_dicts(dicts: Any) -> dict[str, int]:
     return dict(total)
 
 
+def config_as_read(config: DatasetConfig, stages: list[Stage]) -> DatasetConfig:
+    """The config as reading and standardizing use it: without the depth camera unless a stage
+    reads sensor depth (decoding a float depth map per step that nothing uses would cost more
+    than the rest of an actions-only build)."""
+    if config.depth_key and not any(stage.reads_sensor_depth for stage in stages):
+        return dataclasses.replace(config, depth_key=None)
+    return config
+
+
 def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: DatasetConfig,
                 stages: list[Stage], staging: str, stats: dict | None, num_shards: int | None,
                 min_shards: int, manifest_base: dict[str, Any], work: str, work_key: str) -> None:
-    reader = ReadLeRobotEpisode(plan) if isinstance(plan, LeRobotPlan) else ReadShard(plan.directory)
+    read_config = config_as_read(config, stages)
+    frame_keys = [k.removeprefix(STEPS) for k in config_keys(read_config).values()
+                  if k.startswith(STEPS)]
+    reader = ReadLeRobotEpisode(plan) if isinstance(plan, LeRobotPlan) else \
+        ReadShard(plan.directory, frame_keys)
     raw = (p
            | "ShardSlices" >> beam.Create(list(plan.reads))
            | "ReadRLDS" >> beam.ParDo(reader).with_outputs(REPORTS, main="episodes"))
-    read = raw.episodes | "Standardize" >> beam.ParDo(Standardize(config)).with_outputs(
+    read = raw.episodes | "Standardize" >> beam.ParDo(Standardize(read_config)).with_outputs(
         REJECTED, "accounting", main="episodes")
     spills = episodes_dir(work)
     lookup = read.episodes | "ReuseLookup" >> beam.ParDo(

