@@ -155,7 +155,7 @@ class ReadShard(beam.DoFn):
     shard.
     """
 
-    def __init__(self, directory: str, frame_keys: Iterable[str] = ()) -> None:
+    def __init__(self, directory: str, frame_keys: Iterable[str]) -> None:
         self.directory = directory
         self.frame_keys = frozenset(frame_keys)
         self.decode: Decoder | None = None
