@@ -139,8 +139,10 @@ def field_value(field: Field, kind: int, values: Any) -> Any:
             return np.asarray(field.default, field.dtype).reshape(field.shape)[()]
         else:
             raise RecordError(f"feature {field.key} is missing")
-    elif len(values) and kind != field.kind:
-        raise RecordError(f"feature {field.key} is a {KIND_NAMES[kind]}, expected a "
+    elif not len(values):   # an empty list (or a Feature with no list at all)
+        values = [] if field.kind == BYTES else np.zeros(0, field.dtype)
+    elif kind != field.kind:
+        raise RecordError(f"feature {field.key} holds a {KIND_NAMES[kind]}, expected "
                           f"{KIND_NAMES[field.kind]}")
     n = len(values)
     if field.sequence:

@@ -206,3 +206,24 @@ def test_malformed_example_is_a_record_error(damage):
            "wire": record + b"\x0f"}[damage]
     with pytest.raises(RecordError, match="malformed Example"):
         parse_example(bad, {"a"})
+
+
+def test_empty_and_mistyped_features():
+    from pipeline.rlds_features import Field, decode_fields
+
+    fields = [Field(("steps", "action"), FLOAT, np.dtype(np.float32), (2,), True),
+              Field(("steps", "is_first"), INT64, np.dtype(bool), (), True),
+              Field(("episode_metadata", "id"), INT64, np.dtype(np.int32), (), False)]
+    keys = frozenset(f.key for f in fields)
+    ints = field(3, 2, field(1, 2, varint(1) + varint(0)))
+    record = example({"steps/action": b"", "steps/is_first": ints,     # a Feature with no list
+                      "episode_metadata/id": field(3, 2, field(1, 2, varint(5)))})
+    episode = decode_fields(record, fields, keys)
+    assert episode["steps"]["action"].shape == (0, 2)
+    assert episode["steps"]["is_first"].tolist() == [True, False]
+    assert episode["episode_metadata"]["id"] == np.int32(5)
+    floats = field(2, 2, field(1, 2, struct.pack("<2f", 1, 2)))
+    with pytest.raises(RecordError, match="holds a float_list, expected int64_list"):
+        decode_fields(example({"steps/is_first": floats}), fields, keys)
+    with pytest.raises(RecordError, match="episode_metadata/id is missing"):
+        decode_fields(example({}), fields, keys)
