@@ -12,6 +12,7 @@ parser decodes every feature of a record, used or not. Both formats are small an
 """
 from __future__ import annotations
 
+import io
 import struct
 from typing import Any, Container, Iterator
 
@@ -33,9 +34,12 @@ def masked_crc(data: bytes) -> int:
 
 
 def read_records(f: Any, skip: int = 0, take: int | None = None) -> Iterator[bytes]:
-    """The data of records [skip, skip + take) of an open TFRecord file, checksums verified
-    (skipped records only have their length checked). Ends quietly at the end of the file;
-    raises RecordError at a truncated or corrupted record."""
+    """The data of records [skip, skip + take) of an open TFRecord file, checksums verified.
+    Skipped records are stepped over by their (checksummed) length, with a seek where the file
+    allows one, so a slice deep into a shard does not read what it skips; damage inside them is
+    reported by the slice that reads them. Ends quietly at the end of the file; raises
+    RecordError at a truncated or corrupted record."""
+    seek = f.seekable() if hasattr(f, "seekable") else False
     offset, index = 0, 0
     while take is None or index < skip + take:
         header = f.read(12)
@@ -47,15 +51,18 @@ def read_records(f: Any, skip: int = 0, take: int | None = None) -> Iterator[byt
         if masked_crc(header[:8]) != crc:
             raise RecordError(f"corrupted record at {offset}: the length's checksum does not "
                               f"match")
-        data, footer = f.read(length), f.read(4)
-        if len(data) < length or len(footer) < 4:
-            raise RecordError(f"truncated record at {offset}: {len(data) + len(footer)} of "
-                              f"{length + 4} bytes")
-        if index >= skip:
-            if masked_crc(data) != struct.unpack("<I", footer)[0]:
-                raise RecordError(f"corrupted record at {offset}: the data's checksum does not "
-                                  f"match")
-            yield data
+        if index < skip and seek:
+            f.seek(length + 4, io.SEEK_CUR)
+        else:
+            data, footer = f.read(length), f.read(4)
+            if len(data) < length or len(footer) < 4:
+                raise RecordError(f"truncated record at {offset}: {len(data) + len(footer)} of "
+                                  f"{length + 4} bytes")
+            if index >= skip:
+                if masked_crc(data) != struct.unpack("<I", footer)[0]:
+                    raise RecordError(f"corrupted record at {offset}: the data's checksum does "
+                                      f"not match")
+                yield data
         offset += 16 + length
         index += 1
 

@@ -4,6 +4,7 @@ undecoded, TensorFlow's parser for feature kinds the fast path does not cover, a
 failing at the damaged record."""
 from __future__ import annotations
 
+import io
 import struct
 
 import numpy as np
@@ -125,6 +126,21 @@ def test_records_skip_and_take(tfrecord):
         assert list(read_records(f)) == payloads
     with open(path, "rb") as f:
         assert list(read_records(f, 1, 2)) == payloads[1:3]
+
+
+def test_skipping_seeks_and_leaves_damage_to_the_reader_of_it(tfrecord):
+    """A slice seeks over the records before it: a later slice's read does not depend on them,
+    and a cut inside them ends that slice early (the slice that reads them reports the cut)."""
+    path, payloads = tfrecord
+    data, starts = path.read_bytes(), offsets(payloads)
+    path.write_bytes(data[:starts[1] + 20])        # cut inside record 1
+    with open(path, "rb") as f:
+        assert list(read_records(f, 3, 2)) == []    # seeks past the end: nothing, no error
+    with open(path, "rb") as f, pytest.raises(RecordError, match=f"truncated record at "
+                                                                 f"{starts[1]}"):
+        list(read_records(f, 1, 2))
+    with io.BytesIO(data) as f:
+        assert list(read_records(f, 4, 1)) == payloads[4:]
 
 
 def test_truncation_anywhere_fails_at_its_record(tfrecord):
