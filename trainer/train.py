@@ -398,6 +398,10 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
         final = model.merge_and_unload() if args.lora else model
         save_model(final, processor, out / "model", options, stats)
         log.info("model saved to %s", out / "model")
+    if metrics_file is not None:
+        metrics_file.close()
+    if tb is not None:
+        tb.close()   # TensorBoard buffers events; `armdata` exits without interpreter teardown
     if distributed:
         dist.destroy_process_group()
     return 0
