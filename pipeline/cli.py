@@ -47,8 +47,8 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"armdata {pipeline.__version__}")
     add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    command = next((a for a in argv or [] if not a.startswith("-")), None)
-    modules = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
+    named = next((a for a in argv or [] if not a.startswith("-")), None)
+    modules = [COMMANDS[named]] if named in COMMANDS else COMMANDS.values()
     for name in dict.fromkeys(modules):
         importlib.import_module(name).register(sub)
     for command in sub.choices.values():   # also accepted after the command name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -132,14 +133,11 @@ def decode_fields(record: bytes, fields: list[Field], keys: frozenset[str]) -> d
 
 def field_value(field: Field, kind: int, values: Any) -> Any:
     size = math.prod(field.shape)
-    if values is None:   # the key is absent
-        if field.sequence:
-            values = [] if field.kind == BYTES else np.zeros(0, field.dtype)
-        elif field.default is not None:
-            return np.asarray(field.default, field.dtype).reshape(field.shape)[()]
-        else:
+    if values is None and not field.sequence:   # an absent key: its default, if it has one
+        if field.default is None:
             raise RecordError(f"feature {field.key} is missing")
-    elif not len(values):   # an empty list (or a Feature with no list at all)
+        return np.asarray(field.default, field.dtype).reshape(field.shape)[()]
+    if values is None or not len(values):   # absent step field, empty list, Feature with none
         values = [] if field.kind == BYTES else np.zeros(0, field.dtype)
     elif kind != field.kind:
         raise RecordError(f"feature {field.key} holds a {KIND_NAMES[kind]}, expected "
@@ -198,8 +196,6 @@ def tensorflow_decoder(features: Any) -> Decoder:
 
 def tf_error_text(exc: Exception) -> str:
     """TensorFlow's message without the op and function-node decorations it adds."""
-    import re
-
     text = getattr(exc, "message", str(exc))
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     text = re.sub(r"\s*\[\[.*?\]\]|\s*\[Op:[^\]]*\].*", "", text, flags=re.S)

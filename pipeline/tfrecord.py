@@ -104,11 +104,16 @@ def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, i
             raise RecordError(f"malformed Example: wire type {wire}")
 
 
+def _signed(value: int) -> int:
+    """An int64 from its varint (two's complement in 64 bits)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 def _int64s(buf: bytes, start: int, end: int) -> list[int]:
     values, pos = [], start
     while pos < end:
         value, pos = _varint(buf, pos)
-        values.append(value - (1 << 64) if value >= 1 << 63 else value)
+        values.append(_signed(value))
     return values
 
 
@@ -126,16 +131,20 @@ def _feature(buf: bytes, start: int, end: int) -> tuple[int, Any]:
         for n, wire, x, y in _fields(buf, a, b):
             if n != 1:
                 continue
-            if kind == FLOAT:   # packed (wire type 2) or one fixed32 per value
+            if kind == FLOAT and wire in (_LEN, _FIXED32):   # packed, or one fixed32 per value
                 parts.append(np.frombuffer(buf, "<f4", (y - x) // 4, x))
-            elif wire == _LEN:
+            elif kind == INT64 and wire == _LEN:                # packed varints
                 body = np.frombuffer(buf, np.uint8, y - x, x)
                 parts.append(body.astype(np.int64) if not (body & 0x80).any()
                              else np.array(_int64s(buf, x, y), np.int64))
+            elif kind == INT64 and wire == _VARINT:             # one varint per value
+                parts.append(np.array([_signed(x)], np.int64))
             else:
-                parts.append(np.array([x - (1 << 64) if x >= 1 << 63 else x], np.int64))
+                raise RecordError(f"malformed Example: a {KIND_NAMES[kind]} value of wire "
+                                  f"type {wire}")
         dtype = np.float32 if kind == FLOAT else np.int64
-        values = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+        values = np.concatenate(parts).astype(dtype, copy=False) if parts \
+            else np.zeros(0, dtype)
     return kind, values
 
 

@@ -215,11 +215,12 @@ def test_unpacked_and_packed_encodings_parse_alike():
     assert parsed["b"][1] == [b"", b"\xff\x00"]
 
 
-@pytest.mark.parametrize("damage", ["cut", "length", "wire"])
+@pytest.mark.parametrize("damage", ["cut", "length", "wire", "float_as_varint"])
 def test_malformed_example_is_a_record_error(damage):
     record = example({"a": field(2, 2, struct.pack("<3f", 1, 2, 3))})
     bad = {"cut": record[:-3], "length": record[:1] + b"\x7f" + record[2:],
-           "wire": record + b"\x0f"}[damage]
+           "wire": record + b"\x0f",
+           "float_as_varint": example({"a": field(2, 2, field(1, 0, varint(7)))})}[damage]
     with pytest.raises(RecordError, match="malformed Example"):
         parse_example(bad, {"a"})
 
