@@ -8,9 +8,11 @@
    mean/max error on the truly visible frames reported visible, the share of covered frames
    reported hidden, and frames/s of the tracking alone (one point, frames already decoded).
 2. With `--build`: the demo data (`pipeline/synthetic.py`, as `armdata demo` writes it) built
-   with `--stages actions,trace --localizer projection --tracker T`: localizer calls as a share
-   of frames (manifest counters `trace/localizer_calls` / `trace/frames`) and the error of the
-   written `gripper_xy` against the ground truth, on truly visible steps.
+   with `--stages actions,trace --localizer projection --tracker T` (affine also with
+   `--no-state-guide`): localizer calls as a share of frames (manifest counters
+   `trace/localizer_calls` / `trace/frames`), the error of the written `gripper_xy` against the
+   ground truth on truly visible steps, the share of steps reported visible, and the written
+   traces (0..255) against those the ground truth gives by the same rule (`trace_scores`).
 
     python benchmarks/bench_tracker.py [--seeds 1000-1007] [--build] [--episodes 8] [--size 128]
 """
@@ -88,12 +90,16 @@ def bench_build(episodes: int, steps: int, size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = write_synthetic_rlds(Path(tmp) / "source", num_episodes=episodes,
                                       num_steps=steps, image_size=(size, size), seed=SEED)
-        for name in TRACKERS:
-            output = Path(tmp) / name
+        runs = {"affine": ["--tracker", "affine"],
+                "affine, no state guide": ["--tracker", "affine", "--no-state-guide"],
+                "lk": ["--tracker", "lk"], "lk, no state guide": ["--tracker", "lk",
+                                                                 "--no-state-guide"]}
+        for i, (name, flags) in enumerate(runs.items()):
+            output = Path(tmp) / f"run{i}"
             start = time.perf_counter()
             code = main(["build", "--config", "armdata_demo", "--source", str(source),
                          "--output", str(output), "--stages", "actions,trace",
-                         "--localizer", "projection", "--tracker", name,
+                         "--localizer", "projection", *flags,
                          "--direct_running_mode=in_memory", "--direct_num_workers=1"])
             if code != 0:
                 raise RuntimeError(f"build with --tracker {name} failed ({code})")
@@ -102,10 +108,12 @@ def bench_build(episodes: int, steps: int, size: int) -> None:
             calls = counters.get("trace/localizer_calls", 0)
             frames = counters["trace/frames"]
             err = trace_report(output, steps, size)
-            print(f"  {name:7s} localizer asked on {calls}/{frames} frames ({calls / frames:.1%}); "
-                  f"gripper_xy error on visible steps {err['mean_px']:.3f} px mean, "
-                  f"{err['max_px']:.2f} px max; reported visible {err['reported_visible']:.1%}; "
-                  f"build {seconds:.0f} s")
+            print(f"  {name:22s} localizer asked on {calls}/{frames} frames "
+                  f"({calls / frames:.1%}); gripper_xy error on visible steps "
+                  f"{err['mean_px']:.3f} px mean, {err['max_px']:.2f} px max; reported visible "
+                  f"{err['reported_visible']:.1%}; traces: {err['trace_identical']:.1%} "
+                  f"identical, {err['trace_same_length']:.1%} as long, points off by "
+                  f"{err['trace_mean_units']:.2f} (0..255) on those; build {seconds:.0f} s")
 
 
 def main() -> int:

@@ -47,6 +47,7 @@ class Clip:
 
 class Localizer(Protocol):
     batch_size: int
+    precise: bool   # positions exact to well under a pixel (a tracker defers to them)
 
     def locate(self, clip: Clip, arm: ArmConfig, indices: Sequence[int]
                ) -> tuple[np.ndarray, np.ndarray]: ...
@@ -97,6 +98,7 @@ def camera_matrices(camera: CameraConfig | None, metadata: dict[str, Any]
 class ProjectionLocalizer:
     """Known calibration: project the state's end-effector position."""
     batch_size = 1 << 30   # no per-frame cost
+    precise = True
 
     def __init__(self, camera: CameraConfig | None) -> None:
         self.camera = camera
@@ -152,6 +154,7 @@ def pointing_prompt(arm: ArmConfig, num_arms: int, prompt: str = DEFAULT_PROMPT)
 class PointingLocalizer:
     """A pointing VLM through transformers; `model`/`processor` are loaded by the caller (once per
     worker, `load_pointing_model`). Frames are sent in batches of `batch_size`."""
+    precise = False   # a VLM's point is off by a few pixels
 
     def __init__(self, model: Any, processor: Any, batch_size: int = 8, num_arms: int = 1,
                  prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 40) -> None:
@@ -316,6 +319,7 @@ def fit_projection_ransac(xyz: np.ndarray, uv: np.ndarray, threshold: float = 4.
 class FitLocalizer:
     """`base` on `num_frames` evenly spaced frames, then state xyz → pixels by a RANSAC fit.
     Too few detections or no consistent fit → nothing found for the episode."""
+    precise = False   # fitted to the base localizer's points, within `threshold` pixels
 
     def __init__(self, base: Localizer, num_frames: int = 16, threshold: float = 4.0) -> None:
         self.base, self.num_frames, self.threshold = base, num_frames, threshold
@@ -384,6 +388,7 @@ def load_manual_points(path: str | Path) -> dict[tuple[str, str | None, int], tu
 
 class ManualLocalizer:
     batch_size = 1 << 30
+    precise = False   # clicked by hand: a pixel or two
 
     def __init__(self, points: dict[tuple[str, str | None, int], tuple[float, float]]) -> None:
         self.points = points

@@ -4,7 +4,9 @@ seed.
 Every tracker has `track(frames, t0, xy0, reseed=None) -> (xy (T, 2), visible (T,))`: `frames` is
 (T, H, W, 3) uint8 RGB, the point is `xy0` (pixels, pixel centres at integer coordinates) at frame
 `t0`; `reseed(t)` is an optional localizer for frame t (pixels or None), asked where the tracker is
-unsure. `xy` is the best estimate on every frame (NaN where there is none; where the point is not
+unsure. `AffineTracker` also takes a free `guide` (`Guide`, e.g. `models.state_guide.StateGuide`):
+told every confirmed position, it predicts where to look on an unsure frame before the localizer
+is asked. `xy` is the best estimate on every frame (NaN where there is none; where the point is not
 seen: the localizer's answer, else a short extrapolation of the last motion); `visible` says
 whether the point is seen there.
 
@@ -18,7 +20,8 @@ whether the point is seen there.
   around the predicted position; a view that no longer fits (fingers, light) becomes the new
   reference only when it is seen cleanly. After a loss (occlusion) it searches wider, with the
   clean views seen so far and turned copies of the latest one, and takes the gripper back only on
-  strong evidence. Asks the localizer only where the alignment is weak.
+  strong evidence. Where the alignment is weak it checks the guide's prediction, then asks the
+  localizer.
 - `CoTrackerTracker`: CoTracker3 from torch.hub (offline up to a clip length, online beyond).
 """
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
@@ -36,6 +39,28 @@ from schemas.episode import DataError
 log = logging.getLogger(__name__)
 
 Reseed = Callable[[int], "tuple[float, float] | None"]
+
+
+class Guide(Protocol):
+    """A free predictor of the point's position (no model call), learning from the tracker."""
+
+    def predict(self, t: int) -> "tuple[np.ndarray, bool] | None":
+        """(position, whether it settles the position like a localizer would) or None."""
+
+    def seen(self, t: int, xy: np.ndarray) -> None: ...
+
+
+class _Along:
+    """A guide seen through one tracking direction: position k of the run is frame seq[k]."""
+
+    def __init__(self, guide: Guide, seq: list[int]) -> None:
+        self.guide, self.seq = guide, seq
+
+    def predict(self, k: int) -> "tuple[np.ndarray, bool] | None":
+        return self.guide.predict(self.seq[k])
+
+    def seen(self, k: int, xy: np.ndarray) -> None:
+        self.guide.seen(self.seq[k], xy)
 
 _LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
 
@@ -147,11 +172,12 @@ def _peak_offset(three: np.ndarray) -> float:
 
 
 def track_both_ways(frames: np.ndarray, t0: int, xy0: tuple[float, float], reseed: Reseed | None,
-                    run: Callable[[list[np.ndarray], np.ndarray, Reseed | None],
-                                  tuple[np.ndarray, np.ndarray]]
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    run: Callable[[list[np.ndarray], np.ndarray, Reseed | None, Guide | None],
+                                  tuple[np.ndarray, np.ndarray]],
+                    guide: Guide | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Track from frame t0 forwards to the end and backwards to the start: `run(gray frames in
-    tracking order, start point, reseed by position in that order)` tracks one direction."""
+    tracking order, start point, reseed and guide by position in that order)` tracks one
+    direction."""
     check_seed(frames, t0, xy0)
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     xy = np.full((len(frames), 2), np.nan)
@@ -159,7 +185,8 @@ def track_both_ways(frames: np.ndarray, t0: int, xy0: tuple[float, float], resee
     for order in (range(t0, len(frames)), range(t0, -1, -1)):
         seq = list(order)
         pts, vis = run([gray[i] for i in seq], np.array(xy0, np.float32),
-                       None if reseed is None else (lambda k: reseed(seq[k])))
+                       None if reseed is None else (lambda k: reseed(seq[k])),
+                       None if guide is None else _Along(guide, seq))
         xy[seq], visible[seq] = pts, vis
     return xy, visible
 
@@ -172,7 +199,8 @@ class LKTracker:
 
     def track(self, frames: np.ndarray, t0: int, xy0: tuple[float, float],
               reseed: Reseed | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return track_both_ways(frames, t0, xy0, reseed, self._track_sequence)
+        return track_both_ways(frames, t0, xy0, reseed,
+                               lambda gray, xy, again, _: self._track_sequence(gray, xy, again))
 
     def _track_sequence(self, gray: list[np.ndarray], xy0: np.ndarray,
                         reseed: Callable[[int], "tuple[float, float] | None"] | None
@@ -312,6 +340,12 @@ class AffineParams:
     ask_below: float = 0.75     # unsure below this: the localizer (if any) is asked
     seen: float = 0.4           # where the localizer puts it, a changed view still matches this
     min_contrast: float = 0.85  # ... and keeps this share of its contrast
+    hint_turns: tuple[float, ...] = (15.0, -15.0, 30.0, -30.0)   # turns tried at a hint
+    seen_again: float = 0.6     # ... or its view at the hint before, when not seen there then
+    near_prediction: float = 0.6   # a guide's prediction only says where to look: a view seen
+                                   # the frame before must match this well near it
+    bank: int = 4               # latest confirmed views also tried at a hint
+    guide_slack: float = 4.0    # a prediction that does not settle: agree_px times this
     max_scale: float = 1.4      # plausible scale change against the reference (and 1/x)
     max_aspect: float = 1.25    # plausible anisotropy of the warp
 
@@ -327,14 +361,19 @@ class AffineTracker:
     """See the module docstring. Positions are the template centre mapped by the warp."""
     name = "affine"
 
+    guided = True   # takes a `guide`
+
     def __init__(self, params: AffineParams = AffineParams()) -> None:
         self.params = params
 
     def track(self, frames: np.ndarray, t0: int, xy0: tuple[float, float],
-              reseed: Reseed | None = None) -> tuple[np.ndarray, np.ndarray]:
+              reseed: Reseed | None = None, guide: Guide | None = None, precise: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """`precise`: the localizer's positions are exact (a calibrated projection), so where
+        it is asked and the gripper is seen there, its position stands."""
         return track_both_ways(frames, t0, xy0, reseed,
-                               lambda gray, xy, again: _AffineRun(self.params, gray, xy,
-                                                                  again).run())
+                               lambda gray, xy, again, along: _AffineRun(
+                                   self.params, gray, xy, again, along, precise).run(), guide)
 
 
 class _AffineRun:
@@ -342,10 +381,11 @@ class _AffineRun:
     A warp maps reference (template) coordinates to frame coordinates."""
 
     def __init__(self, params: AffineParams, gray: list[np.ndarray], xy0: np.ndarray,
-                 reseed: Callable[[int], "tuple[float, float] | None"] | None) -> None:
+                 reseed: Reseed | None, guide: Guide | None, precise: bool) -> None:
         if params.size <= 0:
             params = replace(params, size=template_size(gray[0].shape))
-        self.p, self.gray, self.reseed, self.xy0 = params, gray, reseed, xy0
+        self.p, self.gray, self.xy0 = params, gray, xy0
+        self.reseed, self.guide, self.precise = reseed, guide, precise
         self.c = (params.size - 1) / 2
         self.height, self.width = gray[0].shape
         # the reference the warp aligns, the latest clean appearance (axis-aligned, for the
@@ -354,6 +394,8 @@ class _AffineRun:
         self.linear = np.eye(2, dtype=np.float32)
         self.views = [_patch(gray[0], xy0, params.size + 12)]
         self.last_view = 0
+        self.bank: list[np.ndarray] = []   # its latest confirmed views
+        self.offered: tuple[int, np.ndarray] | None = None   # last frame not seen at its hint
 
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         p, n = self.p, len(self.gray)
@@ -361,6 +403,8 @@ class _AffineRun:
         visible = np.zeros(n, bool)
         pos, velocity, lost = self.xy0.copy(), np.zeros(2, np.float32), 0
         out[0], visible[0] = pos, True
+        if self.guide is not None:
+            self.guide.seen(0, pos)
         candidates: list[np.ndarray] = []
         for k in range(1, n):
             gray = self.gray[k]
@@ -374,22 +418,31 @@ class _AffineRun:
                     candidates += [_crop(_turned(self.views[-1], a), p.size) for a in p.turns]
                 radius = min(p.radius * (3 + lost), p.max_radius)
                 found, warp, score = self._locate(gray, guess, radius, lost + 1, candidates)
-            if self.reseed is not None and (found is None or score < p.ask_below):
-                hint = self.reseed(k)
-                if hint is not None:
-                    hint = np.float32(hint)
-                    # its view just before, when it was seen there (else that was the cover)
-                    recent = _patch(self.gray[k - 1], out[k - 1], p.size) if visible[k - 1] \
-                        else None
-                    found, warp, score = self._check_hint(gray, hint, recent, found, warp, score)
-                    if found is None:   # the localizer's position, not seen there
-                        guess = pos = hint
-                        velocity = np.zeros(2, np.float32)
+            predicted = None if self.guide is None else self.guide.predict(k)
+            # far from where the state puts it, it follows something else (a prediction that
+            # does not settle the position may be off by a few pixels)
+            if found is not None and predicted is not None and np.linalg.norm(
+                    found - predicted[0]) > p.agree_px * (1 if predicted[1] else p.guide_slack):
+                found, warp, score = None, None, -1.0
+            # taken back after a loss: the riskiest moment (a textured cover can align), so
+            # the localizer confirms it unless a settled prediction already agreed
+            back = lost > 0 and not (predicted is not None and predicted[1])
+            if found is None or score < p.ask_below or (back and self.reseed is not None):
+                found, warp, score, hint = self._ask(k, visible[k - 1], out[k - 1], predicted,
+                                                     found, warp, score)
+                if found is None and hint is not None:   # its position, not seen there
+                    guess = pos = hint
+                    velocity = np.zeros(2, np.float32)
+                    self.offered = (k, hint)
             if found is not None:
                 velocity = (found - pos) / (lost + 1)
                 pos, lost = found, 0
                 out[k], visible[k] = found, True
                 self._update(gray, k, found, warp, score)
+                self.bank = self.bank[len(self.bank) + 1 - p.bank:] + [_patch(gray, found,
+                                                                              p.size)]
+                if self.guide is not None:
+                    self.guide.seen(k, found)
             else:
                 lost += 1
                 out[k] = np.clip(guess, 0, [self.width - 1, self.height - 1])
@@ -425,38 +478,91 @@ class _AffineRun:
             return point, warp, score
         return None, None, score
 
-    def _check_hint(self, gray: np.ndarray, hint: np.ndarray, recent: np.ndarray | None,
-                    found: np.ndarray | None, warp: np.ndarray | None, score: float
-                    ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
-        """The localizer says the gripper is at `hint`. The tracker's own point stands where
-        the two agree (it is free of the localizer's noise); else the reference, or the latest
-        clean appearance, aligned at the hint decides whether it is seen there."""
+    def _ask(self, k: int, seen_before: bool, before: np.ndarray,
+             predicted: tuple[np.ndarray, bool] | None, found: np.ndarray | None,
+             warp: np.ndarray | None, score: float
+             ) -> tuple[np.ndarray | None, np.ndarray | None, float, np.ndarray | None]:
+        """Where the tracker is unsure (`found` weak, just taken back, or None): the guide's
+        prediction (free), then the localizer's answer (unless the prediction settles the
+        position: the localizer would add nothing) → (point or None, warp, score, the last
+        position offered or None). The tracker's own point stands where one agrees with it,
+        unless that one is exact; where none agrees and it is not seen where they point, it
+        is not seen."""
         p = self.p
-        if found is not None and np.linalg.norm(found - hint) <= p.agree_px:
-            return found, warp, score
-        for reference, linear in ((self.reference, self.linear),
-                                  (self.appearance, np.eye(2, dtype=np.float32))):
-            s2, w2 = self._ecc(gray, reference, self._warp_at(hint, linear))
-            point = w2 @ np.float32([self.c, self.c, 1])
-            if (s2 >= p.visible and self._plausible(w2)
-                    and np.linalg.norm(point - hint) <= p.agree_px):
-                # confirmed by both: its view here is the appearance to follow from now on
-                self.reference = self.appearance = _patch(gray, point, p.size)
-                self.linear = np.eye(2, dtype=np.float32)
-                return point, self._warp_at(point, self.linear), max(s2, p.confident)
-        # Changed beyond an affine fit (fingers closed on a block) while in view: seen if its
-        # view in the previous frame still roughly matches there and the patch keeps its
-        # contrast (a plain occluder does not); then that view becomes the appearance to follow.
-        # After a loss only an alignment (above) counts: a textured cover can match loosely.
-        if recent is None:
+        # (position, or the localizer giving it; whether it settles the position; exact)
+        offers: list[tuple[np.ndarray | Reseed, bool, bool]] = []
+        if predicted is not None:
+            offers.append((predicted[0], predicted[1], predicted[1]))
+        if self.reseed is not None and not (predicted is not None and predicted[1]):
+            offers.append((self.reseed, True, self.precise))
+        hint = None
+        for source, settles, exact in offers:
+            offered = source(k) if callable(source) else source
+            if offered is None:
+                continue
+            hint = np.float32(offered)
+            if found is not None and np.linalg.norm(found - hint) <= p.agree_px:
+                return (hint if exact else found), warp, score, hint
+            point, w2, s2 = self._check_hint(k, hint, seen_before, before, settles, exact)
+            if point is not None:
+                return point, w2, s2, hint
+        if hint is None:
+            return found, warp, score, None
+        return None, None, -1.0, hint   # not where it was offered: the tracker's point is not
+                                        # trusted either
+
+    def _check_hint(self, k: int, hint: np.ndarray, seen_before: bool, before: np.ndarray,
+                    settles: bool, exact: bool
+                    ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+        """Whether the gripper is seen at `hint` in frame k → (point or None, warp, score).
+
+        Seen when one of its views aligns there: the reference, the latest clean appearance,
+        the clean views kept from earlier (it let go of what it carried) or its latest
+        confirmed views, each also turned (it turns fast between sparse frames). Else when its
+        view in the frame before still matches there and the patch keeps its contrast (a
+        plain occluder does not): its view where it was seen then, loosely where the hint
+        `settles` the position (it may have turned or closed on something), else firmly;
+        or, for a hint that settles, its view at the hint of the frame before where it was
+        not recognised then, moved just as the hints moved (within a pixel). The point is
+        the hint where it is `exact` (alignment) or `settles` (the matches), else where its
+        view aligns or matches. The view there becomes the appearance to follow."""
+        p = self.p
+        gray = self.gray[k]
+        identity = np.eye(2, dtype=np.float32)
+        views = [(self.reference, self.linear), (self.appearance, identity)]
+        views += [(_crop(view, p.size), identity) for view in reversed(self.views)]
+        views += [(view, identity) for view in reversed(self.bank)]
+        for angle in (0.0,) + p.hint_turns:
+            turn = _rotation(angle)
+            for reference, linear in views:
+                s2, w2 = self._ecc(gray, reference, self._warp_at(hint, turn @ linear))
+                point = w2 @ np.float32([self.c, self.c, 1])
+                if (s2 >= p.visible and self._plausible(w2)
+                        and np.linalg.norm(point - hint) <= p.agree_px):
+                    return self._anchor(gray, hint if exact else point, max(s2, p.confident))
+        if seen_before:
+            recent, need = _patch(self.gray[k - 1], before, p.size), p.seen if settles \
+                else p.near_prediction
+            reach = int(round(p.agree_px))
+        elif settles and self.offered is not None and self.offered[0] == k - 1:
+            # it must have moved just as the hints say: a cover does not follow the gripper
+            recent, need, reach = _patch(self.gray[k - 1], self.offered[1], p.size), \
+                p.seen_again, 1
+        else:
             return None, None, -1.0
-        patch = _patch(gray, hint, p.size)
-        seen = _match(gray, recent, hint, int(round(p.agree_px)))[1]
-        if seen >= p.seen and patch.std() >= p.min_contrast * self.appearance.std():
-            self.reference = self.appearance = patch
-            self.linear = np.eye(2, dtype=np.float32)
-            return hint, self._warp_at(hint, self.linear), p.confident
+        match, seen = _match(gray, recent, hint, reach)
+        point = hint if settles else match
+        if seen >= need and _patch(gray, point, p.size).std() >= (p.min_contrast
+                                                                  * self.appearance.std()):
+            return self._anchor(gray, point, p.confident)
         return None, None, -1.0
+
+    def _anchor(self, gray: np.ndarray, point: np.ndarray, score: float
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Its view at `point` becomes the appearance to follow from now on."""
+        self.reference = self.appearance = _patch(gray, point, self.p.size)
+        self.linear = np.eye(2, dtype=np.float32)
+        return point, self._warp_at(point, self.linear), score
 
     def _update(self, gray: np.ndarray, k: int, found: np.ndarray, warp: np.ndarray,
                 score: float) -> None:
@@ -538,6 +644,11 @@ def _patch(gray: np.ndarray, xy: np.ndarray, size: int) -> np.ndarray:
 def _crop(view: np.ndarray, size: int) -> np.ndarray:
     o = (view.shape[0] - size) // 2
     return np.ascontiguousarray(view[o:o + size, o:o + size])
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    return np.float32([[c, -s], [s, c]])
 
 
 def _turned(view: np.ndarray, angle: float) -> np.ndarray:

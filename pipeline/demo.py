@@ -4,7 +4,7 @@
 2. without `--vqvae`: train a depth VQ-VAE (the MolmoAct architecture) on the dataset's own sensor
    depth maps, since the published checkpoint cannot be downloaded offline;
 3. build with every stage: actions, depth (sensor depth → VQ-VAE codes), trace (projection
-   localizer + Lucas–Kanade tracker);
+   localizer + the default `affine` tracker guided by the state);
 4. inspect the result, report the tracker's error against the synthetic ground truth and write
    `preview` strips of one episode;
 5. train a tiny random-weight VLM (real Qwen2 tokenizer) for a few steps on the built shards and
@@ -64,29 +64,44 @@ def write_depth_pngs(version_dir: Path, out: Path) -> int:
 
 
 def trace_report(output: Path, steps: int, size: int) -> dict[str, float]:
-    """Tracked gripper positions against the synthetic ground truth (the rendered end-effector
-    position and its visibility), re-rendered from the generator's seed."""
+    """Tracked gripper positions and the written traces against the synthetic ground truth (the
+    rendered end-effector position and its visibility), re-rendered from the generator's seed:
+    `trace_error` on visible steps, the share of steps reported visible, and `trace_scores`
+    (prefixed `trace_`) pooled over episodes."""
     from pipeline.synthetic import gripper_pixels, render_episode
-    from transforms.trace import trace_error
+    from transforms.trace import trace_error, trace_scores
 
-    ground_truth: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # episode → (pixels, visible)
-    est, truth, visible, reported = [], [], [], []
+    episodes: dict[int, list[dict]] = {}
     for shard in sorted((output / "data").glob("*.parquet")):
         rows = pq.read_table(shard, columns=["step", "gripper_xy", "gripper_visible",
                                              "episode_metadata"]).to_pylist()
         for row in rows:
-            index = json.loads(row["episode_metadata"])["episode_id"]
-            if index not in ground_truth:
-                ep = render_episode(SEED, index, steps, (size, size))
-                ground_truth[index] = (gripper_pixels(ep.state, ep.intrinsics, ep.extrinsics),
-                                       ep.gripper_visible)
-            pixels, seen = ground_truth[index]
-            est.append(row["gripper_xy"] or [np.nan, np.nan])
-            truth.append(pixels[row["step"]])
-            visible.append(bool(seen[row["step"]]))
-            reported.append(bool(row["gripper_visible"]))
-    report = trace_error(np.array(est), np.array(truth), np.array(visible))
-    report["reported_visible"] = float(np.mean(reported)) if reported else float("nan")
+            episodes.setdefault(json.loads(row["episode_metadata"])["episode_id"], []).append(row)
+    est, truth, visible, reported = [], [], [], []
+    identical = same = points = 0.0
+    units: list[float] = []
+    for index, rows in sorted(episodes.items()):
+        rows.sort(key=lambda row: row["step"])
+        ep = render_episode(SEED, index, steps, (size, size))
+        pixels = gripper_pixels(ep.state, ep.intrinsics, ep.extrinsics)
+        at = [row["step"] for row in rows]
+        xy = np.array([row["gripper_xy"] or [np.nan, np.nan] for row in rows], np.float64)
+        seen = np.array([bool(row["gripper_visible"]) for row in rows])
+        est.append(xy), truth.append(pixels[at]), visible.append(ep.gripper_visible[at])
+        reported.append(seen)
+        scores = trace_scores(xy, seen, pixels[at], ep.gripper_visible[at], size, size)
+        identical += scores["identical"] * len(rows)
+        same += scores["same_length"] * len(rows)
+        points += scores["points"]
+        if scores["points"]:
+            units.append(scores["mean_units"] * scores["points"])
+    report = trace_error(np.concatenate(est), np.concatenate(truth), np.concatenate(visible))
+    steps_total = sum(len(r) for r in reported)
+    report["reported_visible"] = float(np.concatenate(reported).mean()) if steps_total \
+        else float("nan")
+    report["trace_identical"] = identical / steps_total if steps_total else float("nan")
+    report["trace_same_length"] = same / steps_total if steps_total else float("nan")
+    report["trace_mean_units"] = sum(units) / points if points else float("nan")
     return report
 
 
@@ -163,13 +178,13 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
                  "--output", str(output), "--overwrite", "--num-shards", "2",
                  "--stages", "actions,depth,trace",
                  "--depth-source", "sensor", "--vqvae", vqvae, "--store-depth",
-                 "--localizer", "projection", "--tracker", "lk", *(beam_args or [])])
+                 "--localizer", "projection", *(beam_args or [])])
     if code != 0:
         return code
     print(f"[demo] built {output}")
     code = main(["inspect", str(output), "--rows", "2"])
     err = trace_report(output, args.steps, args.size)
-    print("[demo] lk tracker vs ground truth: " + ", ".join(
+    print("[demo] tracker vs ground truth: " + ", ".join(
         f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in err.items()))
     preview = work / "preview"
     if main(["preview", str(output), "--episode", first_episode(output), "--out", str(preview),

@@ -134,7 +134,9 @@ def print_report(rep: dict[str, Any]) -> None:
     frames = rep["counters"].get("trace/frames", 0)
     if frames:   # what tracking saved: the share of frames the localizer was asked about
         calls = rep["counters"].get("trace/localizer_calls", 0)
-        print(f"trace: localizer asked on {calls}/{frames} frames ({calls / frames:.1%})")
+        fitted = rep["counters"].get("trace/state_fit_positions", 0)
+        print(f"trace: localizer asked on {calls}/{frames} frames ({calls / frames:.1%})"
+              + (f"; {fitted} visible positions refined by the state fit" if fitted else ""))
     print("columns: " + ", ".join(rep["columns"]))
     if rep["statistics"]:
         a = rep["statistics"]["action"]

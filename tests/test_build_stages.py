@@ -225,7 +225,7 @@ def synthetic_built(synthetic, vqvae, tmp_path_factory) -> Path:
     assert build("--config", "armdata_demo", "--source", synthetic, "--output", out,
                  "--stages", "actions,depth,trace", "--depth-source", "sensor", "--vqvae", vqvae,
                  "--store-depth", "--depth-batch-size", "8", "--localizer", "projection",
-                 "--tracker", "lk", *CPU) == 0
+                 *CPU) == 0
     return out
 
 
@@ -264,6 +264,8 @@ def test_synthetic_gripper_follows_projection(synthetic_built):
     assert "trace/trace_nothing_found" not in counters
     assert counters["trace/frames"] == SYN_EPISODES * SYN_STEPS   # one arm
     assert 1 <= counters["trace/localizer_calls"] <= counters["trace/frames"]
+    options = manifest(synthetic_built)["stage_options"]["trace"]
+    assert options["tracker"] == "affine" and options["state_guide"] is True
     errors = []
     for ep_rows in by_episode(read_rows(synthetic_built)).values():
         assert len(ep_rows) == SYN_STEPS

@@ -238,7 +238,8 @@ def test_manifest_and_card_record_stage_options(source, vqvae, tmp_path):
     options = manifest["stage_options"]
     assert options["depth"] == {"source": "sensor", "store_depth": False,
                                 "vqvae": {"path": str(vqvae), "sha256": file_sha256(vqvae)}}
-    assert options["trace"] == {"localizer": "projection", "tracker": "affine"}
+    assert options["trace"] == {"localizer": "projection", "tracker": "affine",
+                                "state_guide": True}
     card = (out / "README.md").read_text()
     assert file_sha256(vqvae) in card and '"localizer": "projection"' in card
 

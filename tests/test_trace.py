@@ -153,6 +153,39 @@ def test_lk_stage_on_demo_episodes(size, seed, episodes):
     assert not seen[~truth].any()
 
 
+def _demo_stage_run(stage, seed, size, episodes):
+    """Positions, reported visibility and the ground truth over demo episodes."""
+    dist, seen, truth = [], [], []
+    for index in episodes:
+        episode, gt, gt_visible = _demo_episode(seed, index, size)
+        out = _run(stage, episode)
+        xy = np.array([s.gripper_xy for s in out.steps], float)   # an estimate on every step
+        dist.append(np.linalg.norm(xy - gt, axis=1))
+        seen.append(np.array([s.gripper_visible for s in out.steps]))
+        truth.append(gt_visible)
+    return np.concatenate(dist), np.concatenate(seen), np.concatenate(truth)
+
+
+def test_affine_stage_on_demo_episodes_asks_rarely_with_the_state_guide():
+    """The default tracker on demo data (a 10-18 px gripper that turns, closes on a block,
+    carries it, passes behind a bar, 24 steps for a whole pick-and-place): with the state guide
+    the localizer is asked on under a fifth of the frames, less than half as often as without;
+    covered steps stay hidden; positions (hidden steps included) stay within 2 px."""
+    config = load_config(str(REPO / "configs" / "armdata_demo.yaml"))
+    calls = {}
+    for guide in (True, False):
+        stage = TraceStage(localizer="projection", tracker="affine", camera=config.camera,
+                           arms=config.arms, state_guide=guide)
+        stage.setup()
+        dist, seen, truth = _demo_stage_run(stage, 0, 128, range(16))
+        calls[guide] = stage.counters["localizer_calls"] / stage.counters["frames"]
+        assert (~truth).any() and not seen[~truth].any()
+        assert seen[truth].mean() >= 0.93
+        assert dist[truth].mean() <= 0.3 and dist.max() <= 2.0
+        assert (stage.counters.get("state_fit_positions", 0) > 0) == guide
+    assert calls[True] <= 0.2 and calls[True] < 0.6 * calls[False], calls
+
+
 @pytest.mark.parametrize("tracker,most", [("affine", 0.15), ("none", 1.0)])
 def test_stage_counts_localizer_calls(tracker, most):
     """The localizer is asked only where the tracker is unsure; calls and frames are counted
@@ -236,6 +269,9 @@ def test_stage_from_args_and_errors():
                                       "extrinsics": "episode_metadata/t"}})
     stage = stage_from_args(parser.parse_args([]), config)
     assert (stage.localizer_name, stage.tracker_name) == ("projection", "affine")
+    assert stage.state_guide and stage.options()["state_guide"] is True
+    off = stage_from_args(parser.parse_args(["--no-state-guide"]), config)
+    assert not off.state_guide and off.options()["state_guide"] is False
     no_camera = parse_config({"name": "demo", "standardize": "identity", "image_key": "image",
                               "require_instruction": False})
     with pytest.raises(ConfigError, match="camera"):

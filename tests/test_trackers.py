@@ -167,6 +167,17 @@ def test_affine_asks_localizer_only_when_unsure():
     assert scores["within"] >= 0.9 and scores["hidden"] >= 0.8, scores
 
 
+@pytest.mark.parametrize("seed", [7005, 7021, 7022])
+def test_affine_taken_back_after_a_cover_is_confirmed_by_the_localizer(seed):
+    """On these videos the wide search after the cover once aligned the textured bar (60+ px
+    off, reported visible); with a localizer, a take-back is now confirmed by it first."""
+    def localizer(video):
+        return lambda t: tuple(video.xy[t])
+
+    _, _, _, scores = _hard(seed, 60, AffineTracker(), localizer)
+    assert scores["max_px"] <= 4.0 and scores["hidden"] >= 0.75, scores
+
+
 def test_affine_sudden_change_asks_and_follows_the_localizer():
     video, frames, truth, calls, localizer = jump_scene()
 

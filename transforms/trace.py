@@ -3,7 +3,10 @@
 Per arm of the config: the localizer finds the gripper on a seed frame (the first frame where it
 finds anything), the tracker follows it through the episode (forwards and backwards), asking the
 localizer where it is unsure, and each step's trace is built from the visible positions of the
-steps from it to the end of the episode. A step where the gripper is not seen keeps the best
+steps from it to the end of the episode. The state guide (`models/state_guide.py`, on by default)
+fits the state's end-effector xyz to the confirmed positions: the tracker looks where it predicts
+before asking the localizer, and a whole-episode fit refines the visible positions where it
+explains them to tracking noise. A step where the gripper is not seen keeps the best
 position estimate (the localizer's, else the tracker's) with `gripper_visible` false. With
 `--tracker none` the localizer runs on every frame (the reference behaviour). An episode where
 nothing can be localized keeps its steps with null traces and a counted reason: the other columns
@@ -22,8 +25,9 @@ import numpy as np
 from models.device import DEVICE_CHOICES, resolve_device
 from models.provenance import describe_file, describe_model
 from models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer, Localizer, \
-    ManualLocalizer, PointingLocalizer, ProjectionLocalizer, load_manual_points, \
+    ManualLocalizer, PointingLocalizer, ProjectionLocalizer, arm_xyz, load_manual_points, \
     load_pointing_model
+from models.state_guide import StateGuide, refine_with_fit
 from models.trackers import AffineTracker, LKTracker, cotracker_from_hub
 from schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
 from schemas.episode import DataError, Episode, Rejection, decode_rgb
@@ -87,6 +91,25 @@ def trace_error(gripper_xy: np.ndarray, gt_xy: np.ndarray, visible: np.ndarray) 
             "missing": int((vis & ~np.isfinite(dist)).sum())}
 
 
+def trace_scores(xy: np.ndarray, visible: np.ndarray, gt_xy: np.ndarray, gt_visible: np.ndarray,
+                 width: int, height: int) -> dict[str, float]:
+    """The written traces (SPEC §3, 0..255) against those the ground truth gives by the same
+    rule: `identical` = share of steps with the same trace, `same_length` = share with the
+    same number of points, `mean_units` = mean distance of corresponding points on those
+    (NaN when none). Traces depend on which steps count as visible as much as on positions."""
+    ours = episode_traces(np.asarray(xy, np.float64), np.asarray(visible, bool), width, height)
+    truth = episode_traces(np.asarray(gt_xy, np.float64), np.asarray(gt_visible, bool), width,
+                           height)
+    ours = ours or [[] for _ in range(len(xy))]
+    truth = truth or [[] for _ in range(len(gt_xy))]
+    pairs = [(a, b) for a, b in zip(ours, truth) if len(a) == len(b)]
+    dist = [float(np.hypot(p[0] - q[0], p[1] - q[1])) for a, b in pairs for p, q in zip(a, b)]
+    return {"identical": float(np.mean([a == b for a, b in zip(ours, truth)])),
+            "same_length": len(pairs) / len(truth) if truth else float("nan"),
+            "mean_units": float(np.mean(dist)) if dist else float("nan"),
+            "points": len(dist)}
+
+
 def tracking_scores(xy: np.ndarray, reported_visible: np.ndarray, gt_xy: np.ndarray,
                     gt_visible: np.ndarray, within_px: float = 4.0) -> dict[str, float]:
     """How well a tracker did against ground truth: `within` = the share of truly visible frames
@@ -110,6 +133,7 @@ class CountingLocalizer:
 
     def __init__(self, localizer: Localizer) -> None:
         self.localizer, self.batch_size, self.frames = localizer, localizer.batch_size, 0
+        self.precise = localizer.precise
 
     def locate(self, clip: Clip, arm: ArmConfig, indices: Sequence[int]
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -133,13 +157,25 @@ def find_seed(localizer: Localizer, clip: Clip, arm: ArmConfig, chunk: int
     return None
 
 
-def localize_and_track(localizer: Localizer, tracker: Any, clip: Clip, arm: ArmConfig
-                       ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(xy (T, 2), visible (T,)) for one arm, or None when the localizer finds nothing."""
+def state_xyz(clip: Clip, arm: ArmConfig) -> np.ndarray | None:
+    """The arm's end-effector xyz per frame for the state guide, or None when the state does
+    not have it (then tracking goes without the guide)."""
+    try:
+        return arm_xyz(clip.states, arm)
+    except DataError:
+        return None
+
+
+def localize_and_track(localizer: Localizer, tracker: Any, clip: Clip, arm: ArmConfig,
+                       state_guide: bool = True) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(xy (T, 2), visible (T,), positions replaced by the state fit) for one arm, or None when
+    the localizer finds nothing. With `state_guide`, a tracker that takes a guide is told where
+    the state xyz puts the gripper (`models.state_guide`), and the visible positions are
+    replaced by a whole-episode fit of the state where it explains them to tracking noise."""
     T = len(clip.frames)
     if tracker is None:   # the localizer on every frame
         xy, found = localizer.locate(clip, arm, range(T))
-        return (xy, found) if found.any() else None
+        return (xy, found, 0) if found.any() else None
     seed = find_seed(localizer, clip, arm, min(T, localizer.batch_size))
     if seed is None:
         return None
@@ -148,7 +184,17 @@ def localize_and_track(localizer: Localizer, tracker: Any, clip: Clip, arm: ArmC
         xy, found = localizer.locate(clip, arm, [t])
         return (float(xy[0, 0]), float(xy[0, 1])) if found[0] else None
 
-    return tracker.track(clip.frames, seed[0], seed[1], reseed)
+    xyz = state_xyz(clip, arm) if state_guide else None
+    if getattr(tracker, "guided", False):
+        guide = None if xyz is None else StateGuide(xyz, *clip.size)
+        xy, visible = tracker.track(clip.frames, seed[0], seed[1], reseed, guide=guide,
+                                    precise=localizer.precise)
+    else:
+        xy, visible = tracker.track(clip.frames, seed[0], seed[1], reseed)
+    refined = None if xyz is None else refine_with_fit(xyz, xy, visible)
+    if refined is None:
+        return xy, visible, 0
+    return refined[0], visible, int(refined[1].sum())
 
 
 # --- the stage -----------------------------------------------------------------------------------
@@ -162,7 +208,7 @@ class TraceStage(Stage):
                  pointing_batch_size: int = 8, manual_points: str | None = None,
                  fit_frames: int = 16, fit_threshold: float = 4.0,
                  cotracker_repo: str | None = None, cotracker_offline_max_frames: int = 200,
-                 device: str = "auto") -> None:
+                 state_guide: bool = True, device: str = "auto") -> None:
         super().__init__()
         if localizer not in LOCALIZERS:
             raise ValueError(f"localizer must be one of {LOCALIZERS}, got {localizer!r}")
@@ -185,7 +231,7 @@ class TraceStage(Stage):
         self.fit_frames, self.fit_threshold = fit_frames, fit_threshold
         self.cotracker_repo = cotracker_repo
         self.cotracker_offline_max_frames = cotracker_offline_max_frames
-        self.device = device
+        self.state_guide, self.device = state_guide, device
         self._localizer: Localizer | None = None
         self._tracker: Any = None
 
@@ -212,7 +258,8 @@ class TraceStage(Stage):
 
     def options(self) -> dict[str, Any]:
         """Localizer and tracker with their models or files (manual points are parsed here)."""
-        out: dict[str, Any] = {"localizer": self.localizer_name, "tracker": self.tracker_name}
+        out: dict[str, Any] = {"localizer": self.localizer_name, "tracker": self.tracker_name,
+                               "state_guide": self.state_guide}
         if self.localizer_name in ("pointing", "fit"):
             out["pointing_model"] = describe_model(self.pointing_model, "--pointing-model")
             out["trust_remote_code"] = self.trust_remote_code
@@ -254,7 +301,8 @@ class TraceStage(Stage):
         for arm in self.arms:
             localizer = CountingLocalizer(self._localizer)
             try:
-                result = localize_and_track(localizer, self._tracker, clip, arm)
+                result = localize_and_track(localizer, self._tracker, clip, arm,
+                                            self.state_guide)
             except DataError as exc:   # bad calibration/state for this episode: null traces
                 log.warning("trace %s/%s: %s", episode.episode_id, arm.name, exc)
                 self.count("trace_localizer_error")
@@ -266,8 +314,9 @@ class TraceStage(Stage):
                 xy = np.full((len(clip.frames), 2), np.nan)
                 visible = np.zeros(len(clip.frames), bool)
             else:
-                xy, visible = result
+                xy, visible, fitted = result
                 visible = visible & np.isfinite(xy).all(axis=1)
+                self.count("state_fit_positions", fitted)
             per_arm.append((arm, xy, visible, episode_traces(xy, visible, width, height)))
         self._fill(episode, per_arm)
         return episode, []
@@ -327,6 +376,9 @@ def add_build_arguments(parser: argparse._ArgumentGroup | argparse.ArgumentParse
                         help="local clone of facebookresearch/co-tracker (else the hub cache)")
     parser.add_argument("--cotracker-offline-max-frames", type=int, default=200,
                         help="longer episode halves use CoTracker3 online")
+    parser.add_argument("--no-state-guide", dest="state_guide", action="store_false",
+                        help="do not use the state's end-effector xyz to guide the affine "
+                             "tracker and refine visible positions (see README)")
     parser.add_argument("--trace-device", choices=DEVICE_CHOICES, default="auto")
 
 
@@ -340,6 +392,6 @@ def stage_from_args(args: argparse.Namespace, config: DatasetConfig) -> TraceSta
                           manual_points=args.manual_points, fit_frames=args.fit_frames,
                           fit_threshold=args.fit_threshold, cotracker_repo=args.cotracker_repo,
                           cotracker_offline_max_frames=args.cotracker_offline_max_frames,
-                          device=args.trace_device)
+                          state_guide=args.state_guide, device=args.trace_device)
     except ValueError as exc:
         raise ConfigError(f"trace stage ({config.name}): {exc}") from exc
