@@ -264,11 +264,11 @@ def dlt_projection(xyz: np.ndarray, uv: np.ndarray) -> np.ndarray | None:
     Tx, Tu = _normalizer(xyz), _normalizer(uv)
     X = np.c_[xyz, np.ones(len(xyz))] @ Tx.T
     U = np.c_[uv, np.ones(len(uv))] @ Tu.T
-    rows = []
-    for (x, y, z, w), (u, v, _) in zip(X, U):
-        rows.append([x, y, z, w, 0, 0, 0, 0, -u * x, -u * y, -u * z, -u * w])
-        rows.append([0, 0, 0, 0, x, y, z, w, -v * x, -v * y, -v * z, -v * w])
-    _, sing, vt = np.linalg.svd(np.asarray(rows))
+    # two rows per point, interleaved: [X, 0, -u X] and [0, X, -v X]
+    rows = np.zeros((2 * len(X), 12))
+    rows[0::2, :4], rows[0::2, 8:] = X, -U[:, :1] * X
+    rows[1::2, 4:8], rows[1::2, 8:] = X, -U[:, 1:2] * X
+    _, sing, vt = np.linalg.svd(rows)
     # a second (near-)null direction means the points do not pin P down
     if sing[-2] < 1e-8 * sing[0]:
         return None

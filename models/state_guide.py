@@ -122,6 +122,10 @@ REFINE_THRESHOLD_PX = 1.0  # RANSAC inlier distance
 REFINE_RMS_PX = 0.5        # inlier residual RMS: tracking noise, not a misfit
 REFINE_MIN_POINTS = 10
 REFINE_MIN_INLIERS = 0.9   # share of the confirmed positions the fit must explain
+# With ≥ 90 % inliers a minimal sample of 6 is all inliers with probability ≥ 0.53, so 30 samples
+# miss an acceptable fit with probability < 1e-9 (RANSAC's default 500 cost a refused episode
+# ~0.2 s, more than tracking it).
+REFINE_SAMPLES = 30
 
 
 def refine_with_fit(xyz: np.ndarray, xy: np.ndarray, visible: np.ndarray
@@ -134,7 +138,7 @@ def refine_with_fit(xyz: np.ndarray, xy: np.ndarray, visible: np.ndarray
     use = np.asarray(visible, bool) & np.isfinite(xy).all(axis=1) & np.isfinite(xyz).all(axis=1)
     if use.sum() < REFINE_MIN_POINTS or not _moves(xy[use]):
         return None
-    P, inliers = fit_projection_ransac(xyz[use], xy[use], REFINE_THRESHOLD_PX)
+    P, inliers = fit_projection_ransac(xyz[use], xy[use], REFINE_THRESHOLD_PX, REFINE_SAMPLES)
     if P is None or inliers.mean() < REFINE_MIN_INLIERS:
         return None
     fitted = apply_projection(P, xyz[use])
