@@ -361,8 +361,6 @@ class AffineTracker:
     """See the module docstring. Positions are the template centre mapped by the warp."""
     name = "affine"
 
-    guided = True   # takes a `guide`
-
     def __init__(self, params: AffineParams = AffineParams()) -> None:
         self.params = params
 

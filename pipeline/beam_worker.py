@@ -4,7 +4,6 @@ progress stay quiet unless the launcher was run with --verbose (see `pipeline.lo
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from pipeline import logs
@@ -15,9 +14,4 @@ if __name__ == "__main__":
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)
-    # The harness has finished and flushed every bundle; skip the interpreter's teardown of
-    # Beam's gRPC threads and loaded libraries (about a second, during which the runner waits).
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    logs.exit_now(0)   # the harness has finished and flushed every bundle

@@ -10,7 +10,6 @@ import contextlib
 import difflib
 import importlib
 import logging
-import os
 import re
 import signal
 import sys
@@ -135,14 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `armdata` console script. Once a command has returned, everything it wrote is closed
-    and flushed, so the process exits at once instead of tearing down Beam's gRPC threads,
-    TensorFlow and torch one object at a time (over a second after every build)."""
-    code = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The `armdata` console script: once a command has returned, everything it wrote is closed,
+    so the process exits at once (`logs.exit_now`)."""
+    logs.exit_now(main())
 
 
 if __name__ == "__main__":

@@ -83,13 +83,16 @@ def trace_report(output: Path, steps: int, size: int) -> dict[str, float]:
     for index, rows in sorted(episodes.items()):
         rows.sort(key=lambda row: row["step"])
         ep = render_episode(SEED, index, steps, (size, size))
-        pixels = gripper_pixels(ep.state, ep.intrinsics, ep.extrinsics)
         at = [row["step"] for row in rows]
+        gt_xy = gripper_pixels(ep.state, ep.intrinsics, ep.extrinsics)[at]
+        gt_visible = ep.gripper_visible[at]
         xy = np.array([row["gripper_xy"] or [np.nan, np.nan] for row in rows], np.float64)
         seen = np.array([bool(row["gripper_visible"]) for row in rows])
-        est.append(xy), truth.append(pixels[at]), visible.append(ep.gripper_visible[at])
+        est.append(xy)
+        truth.append(gt_xy)
+        visible.append(gt_visible)
         reported.append(seen)
-        scores = trace_scores(xy, seen, pixels[at], ep.gripper_visible[at], size, size)
+        scores = trace_scores(xy, seen, gt_xy, gt_visible, size, size)
         identical += scores["identical"] * len(rows)
         same += scores["same_length"] * len(rows)
         points += scores["points"]

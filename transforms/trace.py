@@ -185,7 +185,7 @@ def localize_and_track(localizer: Localizer, tracker: Any, clip: Clip, arm: ArmC
         return (float(xy[0, 0]), float(xy[0, 1])) if found[0] else None
 
     xyz = state_xyz(clip, arm) if state_guide else None
-    if getattr(tracker, "guided", False):
+    if isinstance(tracker, AffineTracker):   # the tracker that takes a guide
         guide = None if xyz is None else StateGuide(xyz, *clip.size)
         xy, visible = tracker.track(clip.frames, seed[0], seed[1], reseed, guide=guide,
                                     precise=localizer.precise)
