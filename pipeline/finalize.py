@@ -2,6 +2,7 @@
 and the dataset card, written into the staging directory once every shard exists."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any, Iterator
@@ -18,6 +19,14 @@ from schemas.stats import dumps_stats
 log = logging.getLogger(__name__)
 
 REJECTED_PATH = "rejected/rejected.jsonl"
+STATISTICS_PATH = "dataset_statistics.json"
+CARD_PATH = "README.md"
+MANIFEST_PATH = "manifest.json"
+
+
+def file_entry(path: str, data: bytes) -> dict[str, Any]:
+    """A `files` entry of the manifest: what `push` and `inspect --verify` check the file against."""
+    return {"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def manifest_text(manifest: dict[str, Any]) -> str:
@@ -64,28 +73,32 @@ class Finalize(beam.DoFn):
         counts = build_counts(inputs, shards, rejections, unread)
         if not counts_consistent(counts):
             raise RuntimeError(f"accounting mismatch, refusing to publish: {counts}")
-        storage.write_bytes(storage.join(self.staging, REJECTED_PATH),
-                            rejection_lines(rejections).encode())
+        written = {REJECTED_PATH: rejection_lines(rejections).encode()}
         stats_text = dumps_stats(stats) if stats is not None else "{}\n"
         if stats is None:
             log.warning("no usable transitions: every episode was rejected (see %s)", REJECTED_PATH)
-        storage.write_bytes(storage.join(self.staging, "dataset_statistics.json"),
-                            stats_text.encode())
+        written[STATISTICS_PATH] = stats_text.encode()
         manifest = dict(self.manifest_base)
         manifest.update({
             "counts": counts,
             "rejected": {"path": REJECTED_PATH, "by_stage": _by_stage(rejections)},
-            "statistics": "dataset_statistics.json",
+            "statistics": STATISTICS_PATH,
             "num_shards": len(shards),
             "shards": [{k: s[k] for k in ("path", "rows", "episodes", "sha256", "bytes")}
                        for s in shards],
         })
-        storage.write_bytes(storage.join(self.staging, "README.md"),
-                            dataset_card(manifest, stats).encode())
+        written[CARD_PATH] = dataset_card(manifest, stats).encode()
+        for rel, data in written.items():
+            storage.write_bytes(storage.join(self.staging, rel), data)
+        # Every file but the manifest itself, checked by `push` and `inspect --verify`.
+        manifest["files"] = sorted(
+            [file_entry(rel, data) for rel, data in written.items()]
+            + [{k: s[k] for k in ("path", "bytes", "sha256")} for s in shards],
+            key=lambda f: f["path"])
         # The manifest is written last: its presence marks a complete dataset.
-        storage.write_bytes(storage.join(self.staging, "manifest.json"),
+        storage.write_bytes(storage.join(self.staging, MANIFEST_PATH),
                             manifest_text(manifest).encode())
-        yield "manifest.json"
+        yield MANIFEST_PATH
 
 
 def _by_stage(rejections: list[Rejection]) -> dict[str, dict[str, int]]:

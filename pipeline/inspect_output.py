@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from typing import Any
+import os
+from typing import Any, Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.build import BuildError
-from pipeline.finalize import counts_consistent
+from pipeline.finalize import (CARD_PATH, MANIFEST_PATH, REJECTED_PATH, STATISTICS_PATH,
+                               counts_consistent)
 from transforms.actions import bin_strings, decode
 
 
@@ -20,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("inspect", help="summarize and check a built dataset")
     p.add_argument("output", help="a directory written by `armdata build`")
     p.add_argument("--rows", type=int, default=3, help="rows to print decoded")
-    p.add_argument("--verify", action="store_true", help="recompute every shard's sha256")
+    p.add_argument("--verify", action="store_true",
+                   help="recompute the sha256 of every file the manifest lists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -40,11 +44,87 @@ def sha256_of(path: str, chunk: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
-def bad_shards(output: str, manifest: dict[str, Any]) -> list[str]:
-    """Shards of the manifest that are missing or whose sha256 differs from the recorded one."""
-    return [s["path"] for s in manifest["shards"]
-            if not storage.exists(storage.join(output, s["path"]))
-            or sha256_of(storage.join(output, s["path"])) != s["sha256"]]
+def path_problem(rel: Any) -> str | None:
+    """Why a path from a manifest is refused: it must be relative, inside the output, with `/`
+    separators and no `.`/`..`/empty part (a crafted one could point anywhere)."""
+    if not isinstance(rel, str) or not rel:
+        return "not a path"
+    if rel.startswith("/") or "\\" in rel or ":" in rel.split("/")[0]:
+        return "absolute or not a relative POSIX path"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "has an empty, '.' or '..' part"
+    return None
+
+
+def listed_files(output: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's `files` entries ({path, bytes, sha256}), checked for safe paths, the build's
+    files all listed and each shard listed with its own sha256. Raises BuildError."""
+    files = manifest.get("files")
+    where = storage.join(output, MANIFEST_PATH)
+    if not isinstance(files, list):
+        raise BuildError(f"{where} lists no file checksums (`files`): the build is from an older "
+                         f"armdata; rebuild it")
+    for entry in files:
+        rel = entry.get("path") if isinstance(entry, dict) else None
+        why = path_problem(rel)
+        if why is None and not (isinstance(entry.get("bytes"), int)
+                                and isinstance(entry.get("sha256"), str)):
+            why = "no bytes/sha256"
+        if why:
+            raise BuildError(f"{where}: refusing the file entry {rel!r}: {why}")
+    by_path = {f["path"]: f for f in files}
+    for rel in (STATISTICS_PATH, REJECTED_PATH, CARD_PATH):
+        if rel not in by_path:
+            raise BuildError(f"{where}: incomplete build, {rel} is not listed in `files`")
+    for shard in manifest["shards"]:
+        if by_path.get(shard.get("path"), {}).get("sha256") != shard.get("sha256"):
+            raise BuildError(f"{where}: shard {shard.get('path')!r} is not listed in `files` with "
+                             f"its sha256")
+    return files
+
+
+def link_in(output: str, rel: str) -> str | None:
+    """The first part of `rel` below a local `output` that is a symlink, or None."""
+    parts = rel.split("/")
+    for i in range(1, len(parts) + 1):
+        if os.path.islink(os.path.join(output, *parts[:i])):
+            return "/".join(parts[:i])
+    return None
+
+
+def file_problems(output: str, manifest: dict[str, Any]) -> dict[str, str]:
+    """{path: what is wrong} for each listed file that is missing, a symlink, or whose size or
+    sha256 differs from the manifest's; for a local output also for every file or link in it that
+    the manifest does not list (links are reported, never followed)."""
+    files = listed_files(output, manifest)
+    local = storage.is_local(output)
+    problems: dict[str, str] = {}
+    for entry in files:
+        rel, path = entry["path"], storage.join(output, entry["path"])
+        link = link_in(output, rel) if local else None
+        size = None if link else storage.size(path)
+        if link:
+            problems[link] = "is a symlink"
+        elif size is None:
+            problems[rel] = "is missing"
+        elif size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
+            problems[rel] = f"does not match the sha256 in {MANIFEST_PATH}"
+    if local:
+        listed = {f["path"] for f in files} | {MANIFEST_PATH}
+        for root, dirs, names in os.walk(output):
+            for name in sorted(dirs) + sorted(names):
+                rel = os.path.relpath(os.path.join(root, name), output).replace(os.sep, "/")
+                if os.path.islink(os.path.join(root, name)):
+                    problems.setdefault(rel, "is a symlink")
+                elif name in names and rel not in listed:
+                    problems[rel] = f"is not listed in {MANIFEST_PATH}"
+    return problems
+
+
+def describe(problems: dict[str, str]) -> str:
+    """The first problems of `file_problems` as one line."""
+    shown = "; ".join(f"{rel} {why}" for rel, why in list(problems.items())[:3])
+    return shown + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
 
 
 def parse_tokens(text: str) -> list[str]:
@@ -61,40 +141,58 @@ def row_round_trip(row: dict[str, Any], lookup: dict[str, int]) -> bool:
     return bins == row["action_bins"] and chunk == row["action_chunk_bins"]
 
 
+COLUMNS = ["episode_id", "step", "instruction", "action", "action_normalized", "action_bins",
+           "action_tokens", "action_chunk", "action_chunk_bins", "depth_tokens", "trace_text",
+           "gripper_xy", "image_width", "image_height"]
+
+
+def shard_rows(path: str) -> Iterator[dict[str, Any]]:
+    """The rows of one shard, a row group at a time; a shard Parquet cannot read (truncated,
+    overwritten) is one BuildError naming it."""
+    try:
+        with storage.open_read(path) as f:
+            pf = pq.ParquetFile(f)
+            for g in range(pf.num_row_groups):
+                yield from pf.read_row_group(g, columns=COLUMNS).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise BuildError(f"{path} is not a readable shard ({exc}); `armdata inspect --verify` "
+                         f"checks every file against the manifest") from exc
+
+
 def report(output: str, rows: int, verify: bool) -> dict[str, Any]:
     manifest = load_manifest(output)
-    stats = json.loads(storage.read_bytes(storage.join(output, "dataset_statistics.json")))
+    problems = file_problems(output, manifest) if verify else {}
+
+    def damaged(rel: str) -> bool:   # verified bad: reported, not read
+        return any(rel == k or rel.startswith(k + "/") for k in problems)
+
+    stats = {} if damaged(STATISTICS_PATH) else json.loads(
+        storage.read_bytes(storage.join(output, STATISTICS_PATH)))
     entry = stats.get(manifest["config"]["name"])
     lookup = {s: b for b, s in enumerate(bin_strings(), start=1)}
     checked = mismatched = 0
     max_decode_err = 0.0
     samples: list[dict[str, Any]] = []
-    bad_hashes = bad_shards(output, manifest) if verify else []
-    for shard in manifest["shards"]:
-        path = storage.join(output, shard["path"])
-        with storage.open_read(path) as f:
-            pf = pq.ParquetFile(f)
-            for g in range(pf.num_row_groups):
-                table = pf.read_row_group(g, columns=[
-                    "episode_id", "step", "instruction", "action", "action_normalized",
-                    "action_bins", "action_tokens", "action_chunk", "action_chunk_bins",
-                    "depth_tokens", "trace_text", "gripper_xy", "image_width", "image_height"])
-                for row in table.to_pylist():
-                    checked += 1
-                    mismatched += not row_round_trip(row, lookup)
-                    if entry is not None:
-                        a = entry["action"]
-                        dec = decode(np.array([row["action_bins"]]), a["q01"], a["q99"], a["mask"])
-                        clipped = np.clip(row["action"], a["q01"], a["q99"])
-                        err = np.abs(dec[0] - clipped)[np.array(a["mask"])]
-                        max_decode_err = max(max_decode_err, float(err.max(initial=0.0)))
-                    if len(samples) < rows:
-                        samples.append(row)
+    readable = [s["path"] for s in manifest["shards"] if not damaged(s["path"])]
+    for rel in readable:
+        for row in shard_rows(storage.join(output, rel)):
+            checked += 1
+            mismatched += not row_round_trip(row, lookup)
+            if entry is not None:
+                a = entry["action"]
+                dec = decode(np.array([row["action_bins"]]), a["q01"], a["q99"], a["mask"])
+                clipped = np.clip(row["action"], a["q01"], a["q99"])
+                err = np.abs(dec[0] - clipped)[np.array(a["mask"])]
+                max_decode_err = max(max_decode_err, float(err.max(initial=0.0)))
+            if len(samples) < rows:
+                samples.append(row)
     c = manifest["counts"]
     return {"output": output, "counts": c, "consistent": counts_consistent(c),
-            "num_shards": manifest["num_shards"], "shards_bad_sha256": bad_hashes,
+            "num_shards": manifest["num_shards"], "verified": verify,
+            "files_bad": [f"{rel} {why}" for rel, why in problems.items()],
+            "files_listed": len(manifest.get("files", [])),
             "columns": [f.name for f in pq.read_schema(storage.open_read(
-                storage.join(output, manifest["shards"][0]["path"])))] if manifest["shards"] else [],
+                storage.join(output, readable[0])))] if readable else [],
             "statistics": entry, "rows_checked": checked, "round_trip_mismatches": mismatched,
             "max_decode_error_within_q01_q99": max_decode_err, "samples": samples,
             "rejected_by_stage": manifest["rejected"]["by_stage"],
@@ -112,9 +210,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def passed(rep: dict[str, Any]) -> bool:
-    """Consistent counts, every row's tokens round-trip, every shard's sha256, and rows at all."""
+    """Consistent counts, every row's tokens round-trip, every listed file's sha256 (with
+    --verify), and rows at all."""
     return (rep["consistent"] and not rep["round_trip_mismatches"]
-            and not rep["shards_bad_sha256"] and rep["rows_checked"] > 0)
+            and not rep["files_bad"] and rep["rows_checked"] > 0)
 
 
 def print_report(rep: dict[str, Any]) -> None:
@@ -149,8 +248,11 @@ def print_report(rep: dict[str, Any]) -> None:
           f"{rep['max_decode_error_within_q01_q99']:.5f}")
     if rep["rows_checked"] == 0:
         print("EMPTY: the dataset has no rows")
-    if rep["shards_bad_sha256"]:
-        print("SHA256 MISMATCH: " + ", ".join(rep["shards_bad_sha256"]))
+    if rep["files_bad"]:
+        print("VERIFY FAILED: " + "; ".join(rep["files_bad"]))
+    elif rep["verified"]:
+        print(f"verified: {rep['files_listed']} files ({rep['num_shards']} shards) match their "
+              f"sha256 in {MANIFEST_PATH}")
     for row in rep["samples"]:
         print(f"- {row['episode_id']} step {row['step']} ({row['image_width']}x"
               f"{row['image_height']}): {row['instruction']!r}")

@@ -1,7 +1,8 @@
 """`armdata push OUTPUT --repo ORG/NAME`: publish a finished build as a Hugging Face dataset repo.
 
-Only a complete, intact build is pushed: `manifest.json` must exist (the build writes it last) and
-every shard's sha256 must match the one it records. The repo receives exactly the build's files
+Only a complete, intact build is pushed: `manifest.json` must exist (the build writes it last),
+every file it lists must match its recorded size and sha256, and the folder must hold no other
+file and no symlink (manifest paths that are absolute or have `..` are refused). The repo receives exactly the build's files
 (shards, statistics, manifest, rejected/) plus the dataset card regenerated with the license and
 pretty name, in one `upload_folder` commit. A rerun is cheap: the Hub already holds the uploaded
 objects (LFS by sha256), so only missing bytes are sent and unchanged files drop out of the
@@ -18,16 +19,20 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pipeline import storage
 from pipeline.build import BuildError
 from pipeline.card import dataset_card
-from pipeline.finalize import REJECTED_PATH
-from pipeline.inspect_output import bad_shards, load_manifest
+from pipeline.finalize import CARD_PATH, MANIFEST_PATH, STATISTICS_PATH
+from pipeline.inspect_output import describe, file_problems, load_manifest
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "HF_TOKEN"
+HTTP_HINTS = {401: f"{TOKEN_ENV} is missing, invalid or expired",
+              403: f"{TOKEN_ENV} has no write access to this repo",
+              404: "check --repo, --revision and HF_ENDPOINT"}
 
 
 class PushError(BuildError):
@@ -57,17 +62,13 @@ def build_files(output: str) -> tuple[dict[str, Any], list[str]]:
         raise PushError(f"{output}: push uploads a local directory; copy the build locally first")
     try:
         manifest = load_manifest(output)
+        problems = file_problems(output, manifest)
     except BuildError as exc:
         raise PushError(str(exc)) from exc
-    bad = bad_shards(output, manifest)
-    if bad:
-        raise PushError(f"{output}: shard(s) missing or not matching the sha256 in manifest.json: "
-                        f"{', '.join(bad)}; rebuild before pushing")
-    paths = [s["path"] for s in manifest["shards"]] + [
-        "dataset_statistics.json", REJECTED_PATH, "manifest.json"]
-    missing = [p for p in paths if not os.path.isfile(os.path.join(output, p))]
-    if missing:
-        raise PushError(f"{output}: incomplete build, missing {', '.join(missing)}")
+    if problems:
+        raise PushError(f"{output}: not the build its manifest.json describes: "
+                        f"{describe(problems)}; rebuild before pushing")
+    paths = [f["path"] for f in manifest["files"] if f["path"] != CARD_PATH] + [MANIFEST_PATH]
     return manifest, paths
 
 
@@ -83,31 +84,59 @@ def stage_folder(output: str, paths: list[str], card: str, folder: Path) -> None
 def push(output: str, repo: str, private: bool = False, revision: str | None = None,
          license: str = "other", pretty_name: str | None = None) -> str:
     """Verify and upload; returns the commit URL."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HTTPError
 
     manifest, paths = build_files(output)
     token = os.environ.get(TOKEN_ENV)
     if not token:
         raise PushError(f"set {TOKEN_ENV} to a Hub token with write access (it is read from the "
                         f"environment only)")
-    stats = json.loads(Path(output, "dataset_statistics.json").read_text()) or None
+    stats = json.loads(Path(output, STATISTICS_PATH).read_text()) or None
     card = dataset_card(manifest, stats, license=license, pretty_name=pretty_name)
-    api = HfApi(token=token)
-    url = api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    log.info("repo %s ready", url)
-    if revision:
-        api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="armdata-push-") as tmp:
-        stage_folder(output, paths, card, Path(tmp))
-        info = api.upload_folder(
-            repo_id=repo, repo_type="dataset", folder_path=tmp, revision=revision,
-            # shards of an earlier build with another shard count would break data/train-*
-            delete_patterns=["data/*", "rejected/*"],
-            commit_message=f"armdata {manifest['armdata_version']}: "
-                           f"{manifest['config']['name']}, {manifest['counts']['steps_out']} steps "
-                           f"in {manifest['num_shards']} shards")
+    endpoint = constants.ENDPOINT
+    if urlparse(endpoint).scheme not in ("http", "https") or not urlparse(endpoint).netloc:
+        raise PushError(f"HF_ENDPOINT {endpoint!r} is not an http:// or https:// URL")
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        url = api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        log.info("repo %s ready", url)
+        if revision:
+            api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="armdata-push-") as tmp:
+            stage_folder(output, paths, card, Path(tmp))
+            info = api.upload_folder(
+                repo_id=repo, repo_type="dataset", folder_path=tmp, revision=revision,
+                # shards of an earlier build with another shard count would break data/train-*
+                delete_patterns=["data/*", "rejected/*"],
+                commit_message=f"armdata {manifest['armdata_version']}: "
+                               f"{manifest['config']['name']}, "
+                               f"{manifest['counts']['steps_out']} steps in "
+                               f"{manifest['num_shards']} shards")
+    except (HTTPError, OSError) as exc:
+        raise PushError(hub_error(exc, endpoint)) from exc
     log.info("pushed %d files to %s", len(paths) + 1, info.commit_url)
     return info.commit_url
+
+
+def hub_error(exc: BaseException, endpoint: str) -> str:
+    """One line for a failed Hub call: the status and the server's message with a hint, or why
+    the endpoint was not reached. Never the token (only the request's method and path)."""
+    from huggingface_hub.errors import HTTPError
+
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if not isinstance(exc, HTTPError):
+        return f"push failed: {exc}"
+    if status is None:
+        return (f"cannot reach the Hub at {endpoint} ({type(exc).__name__}: {exc}); check "
+                f"HF_ENDPOINT and the network")
+    hint = HTTP_HINTS.get(status, "the Hub failed; rerun later (a rerun resumes)"
+                          if status >= 500 else "")
+    request = f"{response.request.method} {response.request.url.path}"
+    said = getattr(exc, "server_message", None) or response.reason_phrase
+    return f"the Hub at {endpoint} answered {status} to {request}: {said}" + (
+        f"; {hint}" if hint else "")
 
 
 def run(args: argparse.Namespace) -> int:

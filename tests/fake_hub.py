@@ -37,6 +37,7 @@ class FakeHub:
         self.lfs: dict[str, bytes] = {}          # sha256 → content
         self.calls: list[tuple[str, str]] = []   # (method, path)
         self.fail_next_commit = False
+        self.force_status: int | None = None     # answer every call with it (an outage, a 404)
         self.lock = threading.Lock()
         hub = self
 
@@ -94,6 +95,8 @@ class FakeHub:
         data = self.body(req)
         with self.lock:
             self.calls.append((method, path))
+            if self.force_status:
+                return self.reply(req, self.force_status, {"error": "forced by the test"})
             if req.headers.get("Authorization") != f"Bearer {self.token}" \
                     and not path.startswith("/lfs-upload/"):
                 return self.reply(req, 401, {"error": "Invalid credentials"})

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -47,8 +50,7 @@ def test_push_uploads_every_byte_and_resumes(built: Path, hub: FakeHub,
                                              caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     hub.fail_next_commit = True                      # first attempt dies before the commit
-    with pytest.raises(Exception, match="500|simulated"):
-        armdata("push", built, "--repo", "org/bridge", "--license", "mit")
+    assert armdata("push", built, "--repo", "org/bridge", "--license", "mit") == 2
     uploaded_once = [c for c in hub.calls if c[0] == "PUT"]
     assert len(uploaded_once) == 2 and not hub.repos["org/bridge"].commits
 
@@ -126,3 +128,108 @@ def test_shards_load_with_datasets_as_images(built: Path, tmp_path: Path) -> Non
         row["image_width"], row["image_height"])
     assert row["wrist_image"] is None and isinstance(row["action_tokens"], str)
     assert len(ds) == json.loads((built / "manifest.json").read_text())["counts"]["steps_out"]
+
+
+# --- issue 17: push checks every listed file, refuses paths outside the build, one line per Hub
+# error -------------------------------------------------------------------------------------------
+
+def edit_stats(copy: Path) -> None:
+    stats = copy / "dataset_statistics.json"
+    stats.write_text(stats.read_text().replace("0", "1", 1))
+
+
+def edit_rejected(copy: Path) -> None:
+    (copy / "rejected" / "rejected.jsonl").write_text('{"forged": true}\n')
+
+
+def edit_card(copy: Path) -> None:
+    (copy / "README.md").write_text("# hijacked card\n")
+
+
+def add_extra(copy: Path) -> None:
+    (copy / "data" / "extra.parquet").write_bytes(b"not ours")
+
+
+def link_stats(copy: Path) -> None:
+    stats = copy / "dataset_statistics.json"
+    outside = copy.parent / "stats-elsewhere.json"
+    stats.rename(outside)
+    stats.symlink_to(outside)     # same bytes, but a link: never followed
+
+
+@pytest.mark.parametrize("damage, named", [
+    (edit_stats, "dataset_statistics.json does not match the sha256"),
+    (edit_rejected, "rejected/rejected.jsonl does not match the sha256"),
+    (edit_card, "README.md does not match the sha256"),
+    (add_extra, "data/extra.parquet is not listed in manifest.json"),
+    (link_stats, "dataset_statistics.json is a symlink"),
+])
+def test_push_refuses_edited_unlisted_or_linked_files(built: Path, hub: FakeHub, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture,
+                                                      damage, named: str) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    damage(copy)
+    assert armdata("push", copy, "--repo", "org/x") == 2
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1, err
+    assert not hub.calls
+
+
+@pytest.mark.parametrize("where", ["../outside.parquet", "ABSOLUTE"])
+def test_push_refuses_a_manifest_path_outside_the_build(built: Path, hub: FakeHub, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        where: str) -> None:
+    """A crafted manifest once made push create a symlink outside its temporary folder."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    shard = manifest["shards"][0]["path"]
+    crafted = str(tmp_path / "elsewhere.parquet") if where == "ABSOLUTE" else where
+    shutil.copy(copy / shard, copy / crafted)    # the same bytes, outside the build
+    manifest["shards"][0]["path"] = crafted
+    for entry in manifest.get("files", []):
+        if entry["path"] == shard:
+            entry["path"] = crafted
+    (copy / shard).unlink()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert armdata("push", copy, "--repo", "org/x") == 2
+    err = capsys.readouterr().err
+    assert repr(crafted) in err and ("absolute" in err or "'..'" in err), err
+    escaped = [p for p in tmp_path.rglob("*") if p.is_symlink()]
+    assert not escaped and not hub.calls
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("failure, expected", [
+    ("401", "answered 401"), ("404", "answered 404"), ("503", "answered 503"),
+    ("unreachable", "cannot reach the Hub"), ("no scheme", "not an http:// or https:// URL")])
+def test_every_hub_error_is_one_line(built: Path, hub: FakeHub, capsys: pytest.CaptureFixture,
+                                     monkeypatch: pytest.MonkeyPatch, failure: str,
+                                     expected: str) -> None:
+    import huggingface_hub.constants as constants
+
+    if failure == "401":
+        monkeypatch.setenv("HF_TOKEN", "hf_wrong_token_456")
+    elif failure in ("404", "503"):
+        hub.force_status = int(failure)
+    else:
+        endpoint = f"http://127.0.0.1:{closed_port()}" if failure == "unreachable" \
+            else hub.url.split("://")[1]
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    start = time.monotonic()
+    assert armdata("push", built, "--repo", "org/x") == 2
+    assert time.monotonic() - start < 10      # no retry loop against a dead endpoint
+    err = capsys.readouterr().err
+    assert err.startswith("armdata push: error: ") and len(err.strip().splitlines()) == 1, err
+    assert expected in err and TOKEN not in err and "hf_wrong_token" not in err

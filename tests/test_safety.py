@@ -265,3 +265,53 @@ def test_demo_keeps_its_output_and_writes_previews(vqvae, tmp_path, capsys):
     assert armdata("demo", "--workdir", other, "--vqvae", vqvae) == 2
     assert "not an armdata demo folder" in capsys.readouterr().err
     assert (other / "thesis.tex").read_text() == "keep"
+
+
+# --- issue 17, push/manifest checksums/inspect: every file the manifest lists has a sha256 that
+# inspect --verify checks; a damaged shard is one line, not a traceback ---------------------------
+
+@pytest.fixture(scope="module")
+def published(source, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("listed") / "out"
+    assert small_build(source, out) == 0
+    return out
+
+
+def test_manifest_lists_every_file_with_its_sha256(published):
+    import hashlib
+
+    manifest = json.loads((published / "manifest.json").read_text())
+    on_disk = {str(p.relative_to(published)): p.read_bytes()
+               for p in published.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    assert {f["path"] for f in manifest["files"]} == set(on_disk) >= {
+        "README.md", "dataset_statistics.json", "rejected/rejected.jsonl"}
+    for f in manifest["files"]:
+        data = on_disk[f["path"]]
+        assert f == {"path": f["path"], "bytes": len(data),
+                     "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_inspect_verify_checks_every_listed_file(published, tmp_path, capsys):
+    manifest = json.loads((published / "manifest.json").read_text())
+    assert armdata("inspect", published, "--verify") == 0
+    assert (f"verified: {len(manifest['files'])} files ({manifest['num_shards']} shards)"
+            in capsys.readouterr().out)
+    copy = tmp_path / "copy"
+    shutil.copytree(published, copy)
+    (copy / "rejected" / "rejected.jsonl").write_text("")
+    assert armdata("inspect", copy, "--verify") == 1
+    assert "rejected/rejected.jsonl does not match the sha256" in capsys.readouterr().out
+    assert armdata("inspect", copy) == 0     # without --verify the files are not hashed
+
+
+def test_inspect_on_a_truncated_shard_is_one_line(published, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(published, copy)
+    shard = copy / json.loads((copy / "manifest.json").read_text())["shards"][0]["path"]
+    shard.write_bytes(shard.read_bytes()[:len(shard.read_bytes()) // 2])
+    assert armdata("inspect", copy, "--verify") == 1
+    out = capsys.readouterr().out
+    assert f"VERIFY FAILED: {shard.relative_to(copy)} does not match the sha256" in out
+    assert armdata("inspect", copy) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable shard" in err and len(err.strip().splitlines()) == 1, err
