@@ -1,12 +1,12 @@
 """Entry point of the local Beam worker processes (`--direct_running_mode=multi_processing`):
 Beam's own worker, with armdata's logging set up first so that library chatter and per-slice
-progress stay quiet unless the launcher was run with --verbose (see `pipeline.logs`)."""
+progress stay quiet unless the launcher was run with --verbose (see `armdata.logs`)."""
 from __future__ import annotations
 
 import logging
 import sys
 
-from pipeline import logs
+from armdata import logs
 
 if __name__ == "__main__":
     # Per-slice progress is the launcher's progress bar; workers only report problems.

@@ -2,7 +2,7 @@
 
 Errors the user can cause end in one line (`armdata: error: ...`) with exit status 2 (1 for a
 build that ran but was not published); `--debug` shows the traceback instead. Logging is set up
-before any library is imported (see `pipeline.logs`)."""
+before any library is imported (see `armdata.logs`)."""
 from __future__ import annotations
 
 import argparse
@@ -16,16 +16,16 @@ import sys
 import threading
 from typing import Any, Iterator
 
-import pipeline
-from pipeline import logs
+import armdata
+from armdata import logs
 
 # Subcommand → the module whose `register` adds it. Only the module of the command being run is
 # imported (the others pull in torch, TensorFlow or transformers, seconds of start-up each).
-COMMANDS = {"build": "pipeline.build", "inspect": "pipeline.inspect_output",
-            "demo": "pipeline.demo", "preview": "pipeline.preview",
-            "depth-tokens": "pipeline.depth_tokens", "train-vqvae": "pipeline.train_vqvae",
-            "track": "pipeline.track", "push": "pipeline.push", "export": "pipeline.export",
-            "train": "trainer.cli", "predict": "trainer.cli"}
+COMMANDS = {"build": "armdata.commands.build", "inspect": "armdata.commands.inspect",
+            "demo": "armdata.commands.demo", "preview": "armdata.commands.preview",
+            "depth-tokens": "armdata.commands.depth_tokens", "train-vqvae": "armdata.commands.train_vqvae",
+            "track": "armdata.commands.track", "push": "armdata.commands.push", "export": "armdata.commands.export",
+            "train": "armdata.commands.train", "predict": "armdata.commands.train"}
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     imported (the full list of commands shows otherwise, e.g. for `armdata --help`)."""
     parser = argparse.ArgumentParser(
         prog="armdata", description="Build training data for action reasoning models.")
-    parser.add_argument("--version", action="version", version=f"armdata {pipeline.__version__}")
+    parser.add_argument("--version", action="version", version=f"armdata {armdata.__version__}")
     add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     named = next((a for a in argv or [] if not a.startswith("-")), None)
@@ -67,7 +67,7 @@ def check_extra(parser: argparse.ArgumentParser, args: argparse.Namespace,
     command = parser._subparsers._group_actions[0].choices[args.command]   # type: ignore
     ours = [s for a in command._actions for s in a.option_strings]
     if getattr(args, "accepts_beam_args", False):
-        from pipeline.build import unknown_beam_args
+        from armdata.commands.build import unknown_beam_args
 
         unknown, beam_names = unknown_beam_args(extra)
     else:
@@ -106,9 +106,9 @@ def sigterm_raises() -> Iterator[list[int]]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     logs.configure(verbose=any(a in VERBOSE_FLAGS for a in argv))
-    from pipeline.errors import BuildFailed, UsageError
-    from pipeline.source import SourceError
-    from schemas.config import ConfigError
+    from armdata.pipeline.errors import BuildFailed, UsageError
+    from armdata.pipeline.sources.rlds import SourceError
+    from armdata.schemas.config import ConfigError
 
     parser = make_parser(argv)
     args, extra = parser.parse_known_args(argv)

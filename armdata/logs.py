@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-OURS = ("pipeline", "transforms", "models", "schemas", "configs", "benchmarks", "__main__")
+OURS = ("armdata", "__main__")   # our packages, and benchmark scripts run as __main__
 VERBOSE_ENV = "ARMDATA_VERBOSE"   # inherited by local worker processes
 
 

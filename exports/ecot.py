@@ -9,19 +9,19 @@ layout (SPEC §7), so ECoT-style training code reads armdata datasets:
 
 `file_path` and `episode_id` come from the source's episode metadata when it has them (Bridge
 does), else the dataset name and armdata's episode id. Steps are keyed by source step index.
-Shards are read one row group at a time (text columns only, through `pipeline.export_rows`)."""
+Shards are read one row group at a time (text columns only, through `armdata.exports.rows`)."""
 from __future__ import annotations
 
 import json
 import logging
 from typing import Any
 
-from models.detector import parse_objects
-from pipeline import storage
-from pipeline.export_rows import ExportError, iter_rows
-from pipeline.inspect_output import load_manifest
-from transforms.plan import plan_text
-from transforms.trace import normalize_point
+from armdata.models.detector import parse_objects
+from armdata.pipeline.sinks import storage
+from armdata.exports.rows import ExportError, iter_rows
+from armdata.commands.inspect import load_manifest
+from armdata.transforms.plan import plan_text
+from armdata.transforms.trace import normalize_point
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.export_rows import ExportError, iter_episodes, require_empty
-from pipeline.inspect_output import load_manifest
-from schemas.output import IMAGE, image_bytes, image_cell
+from armdata.exports.rows import ExportError, iter_episodes, require_empty
+from armdata.commands.inspect import load_manifest
+from armdata.schemas.output import IMAGE, image_bytes, image_cell
 
 log = logging.getLogger(__name__)
 

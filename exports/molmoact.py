@@ -14,10 +14,10 @@ import os
 import tempfile
 from typing import Any, Iterator
 
-from pipeline import storage
-from pipeline.export_rows import ExportError, iter_rows, require_empty
-from pipeline.inspect_output import load_manifest
-from schemas.output import image_bytes
+from armdata.pipeline.sinks import storage
+from armdata.exports.rows import ExportError, iter_rows, require_empty
+from armdata.commands.inspect import load_manifest
+from armdata.schemas.output import image_bytes
 
 log = logging.getLogger(__name__)
 

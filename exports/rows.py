@@ -7,9 +7,9 @@ from typing import Any, Iterator
 
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.build import BuildError
-from pipeline.inspect_output import load_manifest
+from armdata.pipeline.sinks import storage
+from armdata.commands.build import BuildError
+from armdata.commands.inspect import load_manifest
 
 
 class ExportError(BuildError):

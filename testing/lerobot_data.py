@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.episode import encode_png
-from schemas.output import IMAGE
+from armdata.schemas.episode import encode_png
+from armdata.schemas.output import IMAGE
 
 FPS = 10
 SIZE = 64

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from models.camera import intrinsics_from_fov, look_at, pixel_rays, project_points, world_to_camera
-from schemas.episode import encode_jpeg
+from armdata.models.camera import intrinsics_from_fov, look_at, pixel_rays, project_points, world_to_camera
+from armdata.schemas.episode import encode_jpeg
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.camera import intrinsics_from_fov, look_at
-from schemas.episode import Episode, Step, encode_png
+from armdata.models.camera import intrinsics_from_fov, look_at
+from armdata.schemas.episode import Episode, Step, encode_png
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.depth_anything import depth_anything_config, random_depth_model
-from models.vqvae import VQVAE, save_vqvae, vqvae_input
+from armdata.models.depth_anything import depth_anything_config, random_depth_model
+from armdata.models.vqvae import VQVAE, save_vqvae, vqvae_input
 
 TINY_DEPTH = dict(hidden_size=32, num_heads=2, num_layers=4, out_indices=(1, 2, 3, 4),
                   neck_hidden_sizes=(8, 16, 32, 32), fusion_hidden_size=16, head_hidden_size=8)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tests.tiny_vlm import tiny_pointing_model
+from armdata.testing.tiny_pointing import tiny_pointing_model
 
 # Role names, the image and the text of each part, in a plain template the word-level tokenizer
 # of the tiny model can read.
@@ -67,7 +67,7 @@ def save_tiny_text_llm(path: Path, seed: int = 0) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from tests.tiny_vlm import WORDS
+    from armdata.testing.tiny_pointing import WORDS
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

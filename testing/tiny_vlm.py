@@ -1,13 +1,13 @@
 """A tiny random-weight vision-language model with the real Qwen2 tokenizer, for tests and the
 offline demo: LLaVA's architecture (CLIP vision tower + Qwen2 decoder), whose processor needs no
-torchvision. Real runs use a pretrained model (`trainer.train.DEFAULT_MODEL`)."""
+torchvision. Real runs use a pretrained model (`armdata.trainer.train.DEFAULT_MODEL`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from trainer.tokens import qwen2_tokenizer
+from armdata.trainer.tokens import qwen2_tokenizer
 
 IMAGE_TOKEN = "<image>"
 # ChatML as Qwen2 writes it; images are LLaVA's <image> placeholder.

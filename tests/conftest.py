@@ -15,7 +15,7 @@ LOCAL_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def armdata(*args: str) -> int:
-    from pipeline.cli import main
+    from armdata.cli import main
 
     return main([str(a) for a in args])
 

@@ -23,25 +23,26 @@ from apache_beam.portability import python_urns
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.runner import PipelineState
 
-import pipeline
-from pipeline import resume, storage
-from pipeline.errors import BuildFailed, UsageError
-from pipeline.features import check_config_keys
-from schemas.config import DatasetConfig, load_config
-from pipeline.finalize import REJECTED_PATH, manifest_text
-from pipeline.graph import build_graph
-from pipeline.lerobot_source import LeRobotPlan, is_lerobot, plan_lerobot
-from pipeline.source import plan_source
-from schemas.output import SCHEMA_VERSION
-from schemas.stats import load_stats
-from transforms.base import Stage
-from transforms.validate import ValidateStage
+import armdata
+from armdata.pipeline import resume
+from armdata.pipeline.sinks import storage
+from armdata.pipeline.errors import BuildFailed, UsageError
+from armdata.pipeline.sources.features import check_config_keys
+from armdata.schemas.config import DatasetConfig, load_config
+from armdata.pipeline.sinks.finalize import REJECTED_PATH, manifest_text
+from armdata.pipeline.graph import build_graph
+from armdata.pipeline.sources.lerobot import LeRobotPlan, is_lerobot, plan_lerobot
+from armdata.pipeline.sources.rlds import plan_source
+from armdata.schemas.output import SCHEMA_VERSION
+from armdata.schemas.stats import load_stats
+from armdata.transforms.base import Stage
+from armdata.transforms.validate import ValidateStage
 
 log = logging.getLogger(__name__)
 
 # Optional stages in graph order: name → module exposing add_build_arguments / stage_from_args.
-STAGE_MODULES = {"depth": "transforms.depth", "trace": "transforms.trace",
-                 "reasoning": "transforms.reasoning"}
+STAGE_MODULES = {"depth": "armdata.transforms.depth", "trace": "armdata.transforms.trace",
+                 "reasoning": "armdata.transforms.reasoning"}
 
 
 FAILED_SUFFIX = ".armdata-failed"   # beside the output: what a build that was not published found
@@ -143,13 +144,13 @@ def make_runner(options: PipelineOptions) -> Any:
 
 
 class LocalRunner(fn_runner.FnApiRunner):
-    """FnApiRunner whose worker processes start through `pipeline.beam_worker`, which sets up
-    armdata's logging before Beam's worker logs anything (see `pipeline.logs`)."""
+    """FnApiRunner whose worker processes start through `armdata.beam_worker`, which sets up
+    armdata's logging before Beam's worker logs anything (see `armdata.logs`)."""
 
     def run_via_runner_api(self, pipeline_proto: Any, options: PipelineOptions) -> Any:
         for env in pipeline_proto.components.environments.values():
             if env.urn == python_urns.SUBPROCESS_SDK:
-                env.payload = f"{sys.executable} -m pipeline.beam_worker".encode()
+                env.payload = f"{sys.executable} -m armdata.beam_worker".encode()
         return super().run_via_runner_api(pipeline_proto, options)
 
 
@@ -217,7 +218,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     stages = make_stages(args, config, names)
     manifest = {
         "schema_version": SCHEMA_VERSION,
-        "armdata_version": pipeline.__version__,
+        "armdata_version": armdata.__version__,
         "config": config.to_dict(),
         "config_hash": config.hash(),
         "source": {"directory": plan.directory, "builder_name": plan.builder_name,

@@ -1,6 +1,6 @@
 """`armdata demo`: the whole job on a small built-in example, offline.
 
-1. write a synthetic RLDS dataset with tfds' own writer (`pipeline.synthetic`);
+1. write a synthetic RLDS dataset with tfds' own writer (`armdata.testing.synthetic`);
 2. without `--vqvae`: train a depth VQ-VAE (the MolmoAct architecture) on the dataset's own sensor
    depth maps, since the published checkpoint cannot be downloaded offline;
 3. build with every stage: actions, depth (sensor depth → VQ-VAE codes), trace (projection
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.errors import UsageError
+from armdata.pipeline.errors import UsageError
 
 SEED = 0   # the synthetic dataset's seed; the trace report re-renders its ground truth from it
 MARKER = ".armdata-demo"
@@ -47,9 +47,9 @@ def write_depth_pngs(version_dir: Path, out: Path) -> int:
     import tensorflow_datasets as tfds
     import torch
 
-    from models.depth_anything import depth_to_u8
-    from schemas.episode import encode_png
-    from transforms.depth import sensor_disparity
+    from armdata.models.depth_anything import depth_to_u8
+    from armdata.schemas.episode import encode_png
+    from armdata.transforms.depth import sensor_disparity
 
     out.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -68,8 +68,8 @@ def trace_report(output: Path, steps: int, size: int) -> dict[str, float]:
     rendered end-effector position and its visibility), re-rendered from the generator's seed:
     `trace_error` on visible steps, the share of steps reported visible, and `trace_scores`
     (prefixed `trace_`) pooled over episodes."""
-    from pipeline.synthetic import gripper_pixels, render_episode
-    from transforms.trace import trace_error, trace_scores
+    from armdata.testing.synthetic import gripper_pixels, render_episode
+    from armdata.transforms.trace import trace_error, trace_scores
 
     episodes: dict[int, list[dict]] = {}
     for shard in sorted((output / "data").glob("*.parquet")):
@@ -126,9 +126,9 @@ def first_episode(output: Path) -> str:
 
 
 def train_and_predict(work: Path, output: Path, steps: int) -> int:
-    from pipeline.cli import main
-    from schemas.output import image_bytes
-    from trainer.tiny import save_tiny_vlm
+    from armdata.cli import main
+    from armdata.schemas.output import image_bytes
+    from armdata.testing.tiny_vlm import save_tiny_vlm
 
     print("[demo] training a tiny random-weight VLM on the built shards "
           f"({steps} steps; the Qwen2 tokenizer is built offline first)")
@@ -150,8 +150,8 @@ def train_and_predict(work: Path, output: Path, steps: int) -> int:
 
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
-    from pipeline.cli import main as cli_main
-    from pipeline.synthetic import write_synthetic_rlds
+    from armdata.cli import main as cli_main
+    from armdata.testing.synthetic import write_synthetic_rlds
 
     def main(argv: list[str]) -> int:   # the same logging for every step
         return cli_main((["--verbose"] if args.verbose else []) + argv)

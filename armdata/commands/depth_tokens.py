@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.depth_anything import depth_to_u8, estimate_depth, load_depth_model
-from models.device import DEVICE_CHOICES, resolve_device
-from models.hub import DEFAULT_DEPTH_MODEL
-from models.vqvae import load_vqvae, vqvae_input
-from pipeline.errors import UsageError
-from schemas.output import depth_text
+from armdata.models.depth_anything import depth_to_u8, estimate_depth, load_depth_model
+from armdata.models.device import DEVICE_CHOICES, resolve_device
+from armdata.models.hub import DEFAULT_DEPTH_MODEL
+from armdata.models.vqvae import load_vqvae, vqvae_input
+from armdata.pipeline.errors import UsageError
+from armdata.schemas.output import depth_text
 
 ENCODE_BATCH = 64
 

@@ -1,15 +1,15 @@
 """`armdata export OUTPUT --format F --out PATH`: convert a finished build into another trainer's
 layout. One module per format with one function `fn(dataset_dir, out) -> summary dict`, registered
-in EXPORTERS; all read the build through `pipeline.export_rows`."""
+in EXPORTERS; all read the build through `armdata.exports.rows`."""
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any, Callable
 
-from pipeline.export_ecot import export_ecot
-from pipeline.export_lerobot import export_lerobot
-from pipeline.export_molmoact import export_molmoact
+from armdata.exports.ecot import export_ecot
+from armdata.exports.lerobot import export_lerobot
+from armdata.exports.molmoact import export_molmoact
 
 
 # format → fn(dataset_dir, out) -> summary

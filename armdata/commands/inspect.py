@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.build import BuildError
-from pipeline.finalize import counts_consistent
-from transforms.actions import bin_strings, decode
+from armdata.pipeline.sinks import storage
+from armdata.commands.build import BuildError
+from armdata.pipeline.sinks.finalize import counts_consistent
+from armdata.transforms.actions import bin_strings, decode
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline import storage
-from pipeline.build import BuildError
-from pipeline.card import dataset_card
-from pipeline.finalize import REJECTED_PATH
-from pipeline.inspect_output import bad_shards, load_manifest
+from armdata.pipeline.sinks import storage
+from armdata.commands.build import BuildError
+from armdata.pipeline.sinks.card import dataset_card
+from armdata.pipeline.sinks.finalize import REJECTED_PATH
+from armdata.commands.inspect import bad_shards, load_manifest
 
 log = logging.getLogger(__name__)
 

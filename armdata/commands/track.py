@@ -15,12 +15,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from models.device import DEVICE_CHOICES, resolve_device
-from models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
+from armdata.models.device import DEVICE_CHOICES, resolve_device
+from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
     load_pointing_model
-from models.trackers import AffineTracker, LKTracker, cotracker_from_hub
-from pipeline.errors import UsageError
-from schemas.config import ArmConfig
+from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub
+from armdata.pipeline.errors import UsageError
+from armdata.schemas.config import ArmConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 

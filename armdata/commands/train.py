@@ -7,10 +7,10 @@ import torch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from trainer.train import add_arguments
+    from armdata.trainer.train import add_arguments
 
     p = subparsers.add_parser("train", help="fine-tune a VLM on armdata shards (one process; "
-                              "torchrun -m trainer.train for many)")
+                              "torchrun -m armdata.trainer.train for many)")
     add_arguments(p)
     p.set_defaults(func=run_train)
     p = subparsers.add_parser("predict", help="run a trained model on one image")
@@ -27,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from trainer.train import main
+    from armdata.trainer.train import main
 
     return main(args=args)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from trainer.predict import run
+    from armdata.trainer.predict import run
 
     return run(args)

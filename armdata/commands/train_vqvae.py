@@ -29,11 +29,11 @@ import torch
 import tqdm
 from PIL import Image
 
-from models.device import DEVICE_CHOICES, autocast, resolve_device
-from models.vqvae import (IMAGE_SIZE, NUM_CODES, VQVAE, EMACodebook, ResidualBlock, load_vqvae,
+from armdata.models.device import DEVICE_CHOICES, autocast, resolve_device
+from armdata.models.vqvae import (IMAGE_SIZE, NUM_CODES, VQVAE, EMACodebook, ResidualBlock, load_vqvae,
                           save_vqvae, vqvae_input)
-from pipeline.errors import UsageError
-from schemas.output import image_bytes
+from armdata.pipeline.errors import UsageError
+from armdata.schemas.output import image_bytes
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ seed.
 Every tracker has `track(frames, t0, xy0, reseed=None) -> (xy (T, 2), visible (T,))`: `frames` is
 (T, H, W, 3) uint8 RGB, the point is `xy0` (pixels, pixel centres at integer coordinates) at frame
 `t0`; `reseed(t)` is an optional localizer for frame t (pixels or None), asked where the tracker is
-unsure. `AffineTracker` also takes a free `guide` (`Guide`, e.g. `models.state_guide.StateGuide`):
+unsure. `AffineTracker` also takes a free `guide` (`Guide`, e.g. `armdata.models.state_guide.StateGuide`):
 told every confirmed position, it predicts where to look on an unsure frame before the localizer
 is asked. `xy` is the best estimate on every frame (NaN where there is none; where the point is not
 seen: the localizer's answer, else a short extrapolation of the last motion); `visible` says
@@ -34,7 +34,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from schemas.episode import DataError
+from armdata.schemas.episode import DataError
 
 log = logging.getLogger(__name__)
 
@@ -719,7 +719,7 @@ class CoTrackerTracker:
               reseed: Reseed | None = None) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        from models.device import autocast
+        from armdata.models.device import autocast
 
         check_seed(frames, t0, xy0)
         xy = np.full((len(frames), 2), np.nan)

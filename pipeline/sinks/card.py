@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas.output import SCHEMA
+from armdata.schemas.output import SCHEMA
 
 COLUMN_DOCS = {
     "dataset": "source dataset (config name)",

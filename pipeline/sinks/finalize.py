@@ -8,12 +8,12 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 
-from pipeline import storage
-from pipeline.card import dataset_card
-from pipeline.source import READ_STAGE, SliceReport, shard_damage
-from pipeline.writer import rejection_lines
-from schemas.episode import Rejection
-from schemas.stats import dumps_stats
+from armdata.pipeline.sinks import storage
+from armdata.pipeline.sinks.card import dataset_card
+from armdata.pipeline.sources.rlds import READ_STAGE, SliceReport, shard_damage
+from armdata.pipeline.sinks.writer import rejection_lines
+from armdata.schemas.episode import Rejection
+from armdata.schemas.stats import dumps_stats
 
 log = logging.getLogger(__name__)
 

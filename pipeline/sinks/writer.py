@@ -1,5 +1,5 @@
 """Writing: spill each finished episode to an Arrow file (in the build's work directory, see
-`pipeline.resume`), then write each Parquet shard by streaming its episodes in (episode_id, step)
+`armdata.pipeline.resume`), then write each Parquet shard by streaming its episodes in (episode_id, step)
 order, adding the action columns once the dataset statistics are known. Memory is bounded by one
 row group plus the largest episode, never by the dataset. Shard assignment is a stable hash of the
 episode id, so identical inputs and arguments give byte-identical shards."""
@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from schemas.episode import Episode, Rejection
-from schemas.output import SCHEMA, episode_table
-from transforms.actions import action_columns
+from armdata.pipeline.sinks import storage
+from armdata.schemas.episode import Episode, Rejection
+from armdata.schemas.output import SCHEMA, episode_table
+from armdata.transforms.actions import action_columns
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import json
 import logging
 from typing import Any, Iterator
 
-from pipeline import storage
-from schemas.config import ConfigError, DatasetConfig
+from armdata.pipeline.sinks import storage
+from armdata.schemas.config import ConfigError, DatasetConfig
 
 log = logging.getLogger(__name__)
 

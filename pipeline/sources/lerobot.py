@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.source import SourceError
+from armdata.pipeline.sinks import storage
+from armdata.pipeline.sources.rlds import SourceError
 
 log = logging.getLogger(__name__)
 

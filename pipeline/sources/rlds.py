@@ -18,9 +18,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline.rlds_features import Decoder, make_decoder, without_unused_frames
-from pipeline.tfrecord import RecordError, read_records
-from schemas.episode import Rejection
+from armdata.pipeline.sources.rlds_features import Decoder, make_decoder, without_unused_frames
+from armdata.pipeline.sources.tfrecord import RecordError, read_records
+from armdata.schemas.episode import Rejection
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,8 @@ class ReadShard(beam.DoFn):
     """ShardRead → raw episodes `{"tfds_id", "steps": {key: array}, "episode_metadata": {...}}`,
     plus one `SliceReport` (tagged REPORTS) saying how many were read and what stopped the read.
 
-    Records are read and checksummed by `pipeline.tfrecord` and decoded with the dataset's own
-    feature spec (`pipeline.rlds_features`, steps left encoded as `SkipDecoding` does), without
+    Records are read and checksummed by `armdata.pipeline.sources.tfrecord` and decoded with the dataset's own
+    feature spec (`armdata.pipeline.sources.rlds_features`, steps left encoded as `SkipDecoding` does), without
     TensorFlow unless the spec has feature kinds only its parser handles. Per-step frame features
     (images, depth maps) that no key in `frame_keys` names are not decoded at all. A damaged or
     missing shard ends its slice's read with a report instead of an exception: the episodes

@@ -2,7 +2,7 @@
 
 The dataset's own tfds feature spec says what each Example key holds. It is first pruned to what
 the build uses (`without_unused_frames`), then turned into a flat list of `Field`s that
-`pipeline.tfrecord` decodes without TensorFlow. The result equals what tfds gives with the steps
+`armdata.pipeline.sources.tfrecord` decodes without TensorFlow. The result equals what tfds gives with the steps
 left encoded (`SkipDecoding`): images as encoded bytes, every tensor cast to its declared dtype
 (tests/test_rlds_features.py compares the two on the Bridge sample and generated data). Feature
 kinds that this does not cover (ragged or compressed tensors, optional features, decoded images
@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.tfrecord import BYTES, FLOAT, INT64, KIND_NAMES, RecordError, parse_example
+from armdata.pipeline.sources.tfrecord import BYTES, FLOAT, INT64, KIND_NAMES, RecordError, parse_example
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def without_unused_frames(features: Any, keep: frozenset[str]) -> Any:
 class Field:
     """One Example key and how to turn its values into the array tfds would give."""
     path: tuple[str, ...]       # where it goes in the nested episode, e.g. ("steps", "action")
-    kind: int                   # pipeline.tfrecord BYTES / FLOAT / INT64
+    kind: int                   # armdata.pipeline.sources.tfrecord BYTES / FLOAT / INT64
     dtype: Any                  # the declared numpy dtype (object for strings and images)
     shape: tuple[int, ...]      # per step for sequences, else the whole value's
     sequence: bool              # a per-step field of the `steps` dataset
@@ -70,7 +70,7 @@ class Field:
 
 
 def example_fields(features: Any) -> list[Field] | str:
-    """The `Field`s of an episode FeaturesDict, or why pipeline.tfrecord cannot decode it."""
+    """The `Field`s of an episode FeaturesDict, or why armdata.pipeline.sources.tfrecord cannot decode it."""
     import tensorflow_datasets as tfds
     from tensorflow_datasets.core.features.tensor_feature import Encoding
     from tensorflow_datasets.core.utils import dtype_utils
@@ -163,7 +163,7 @@ def field_value(field: Field, kind: int, values: Any) -> Any:
 
 
 def make_decoder(features: Any) -> Decoder:
-    """record bytes → nested episode, with pipeline.tfrecord where it can, else with TensorFlow."""
+    """record bytes → nested episode, with armdata.pipeline.sources.tfrecord where it can, else with TensorFlow."""
     fields = example_fields(features)
     if not isinstance(fields, str):
         keys = frozenset(f.key for f in fields)
