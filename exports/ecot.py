@@ -16,12 +16,10 @@ import json
 import logging
 from typing import Any
 
-from armdata.models.detector import parse_objects
 from armdata.pipeline.sinks import storage
 from armdata.exports.rows import ExportError, iter_rows
 from armdata.commands.inspect import load_manifest
-from armdata.transforms.plan import plan_text
-from armdata.transforms.trace import normalize_point
+from armdata.schemas.columns import normalize_point, parse_objects, plan_text
 
 log = logging.getLogger(__name__)
 

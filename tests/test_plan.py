@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from armdata.transforms.plan import PlanError, compose_reasoning, fallback_plan, parse_plan, plan_text, \
+from armdata.schemas.columns import plan_text
+from armdata.transforms.plan import PlanError, compose_reasoning, fallback_plan, parse_plan, \
     runs_text
 
 INDICES = [1, 2, 3, 4, 5, 6]          # Bridge-like: source step 0 dropped

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from armdata.models.detector import parse_objects
+from armdata.schemas.columns import parse_objects
 from armdata.models.planner import EndpointClient, EndpointError
 from armdata.schemas.episode import Episode, Step, encode_jpeg
 from armdata.tests.conftest import armdata, build, read_rows

@@ -15,7 +15,8 @@ from armdata.schemas.episode import Episode, Step, encode_jpeg
 from armdata.schemas.output import episode_table
 from armdata.tests.conftest import REPO
 from armdata.testing.synthetic_video import make_hard_video, make_video, video_episode
-from armdata.transforms.trace import TraceStage, add_build_arguments, episode_traces, normalize_point, \
+from armdata.schemas.columns import normalize_point
+from armdata.transforms.trace import TraceStage, add_build_arguments, episode_traces, \
     stage_from_args, trace_error, trace_indices, tracking_scores
 
 

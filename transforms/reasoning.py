@@ -22,19 +22,18 @@ import numpy as np
 
 from armdata.models.captioner import DEFAULT_CAPTIONER_MODEL, ChatModel, check_model_location, \
     load_chat_model
-from armdata.models.detector import DEFAULT_OBJECTS_MODEL, Detector, caption_phrases, load_detector, \
-    serialize_objects
+from armdata.models.detector import DEFAULT_OBJECTS_MODEL, Detector, caption_phrases, load_detector
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.planner import EndpointClient, EndpointError
 from armdata.models.provenance import describe_model
 from armdata.transforms.prompts import Prompt, load_prompt
+from armdata.schemas.columns import normalize_point, plan_text, serialize_objects
 from armdata.schemas.config import ConfigError, DatasetConfig, MotionConfig
 from armdata.schemas.episode import Episode, Rejection, decode_rgb
 from armdata.transforms.base import Stage, shared_model
 from armdata.transforms.motion import episode_motions, motion_runs, motion_states, states_from_actions
 from armdata.transforms.plan import Plan, PlanError, compose_reasoning, fallback_plan, parse_plan, \
-    plan_text, runs_text
-from armdata.transforms.trace import normalize_point
+    runs_text
 
 log = logging.getLogger(__name__)
 

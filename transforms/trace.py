@@ -29,6 +29,7 @@ from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer
     load_pointing_model
 from armdata.models.state_guide import StateGuide, refine_with_fit
 from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub
+from armdata.schemas.columns import normalize_point
 from armdata.schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
 from armdata.schemas.episode import DataError, Episode, Rejection, decode_rgb
 from armdata.transforms.base import Stage, shared_model
@@ -53,11 +54,6 @@ def trace_indices(valid_steps: Sequence[int], i: int) -> list[int]:
     if future:
         return list(future)
     return [valid_steps[start - 1]] if start > 0 else []
-
-
-def normalize_point(x: float, y: float, width: int, height: int) -> list[int]:
-    """Pixels → [0, 255]: `min(255, round(x * 256 / width))` (and y with height), floored at 0."""
-    return [max(0, min(255, round(x * 256 / width))), max(0, min(255, round(y * 256 / height)))]
 
 
 def episode_traces(xy: np.ndarray, valid: np.ndarray, width: int, height: int
