@@ -18,7 +18,7 @@ from typing import Any
 
 from armdata.pipeline.sinks import storage
 from armdata.exports.rows import ExportError, iter_rows
-from armdata.commands.inspect import load_manifest
+from armdata.pipeline.sinks.manifest import load_manifest
 from armdata.schemas.columns import normalize_point, parse_objects, plan_text
 
 log = logging.getLogger(__name__)

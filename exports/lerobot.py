@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from armdata.exports.rows import ExportError, iter_episodes, require_empty
-from armdata.commands.inspect import load_manifest
+from armdata.pipeline.sinks.manifest import load_manifest
 from armdata.schemas.output import IMAGE, image_bytes, image_cell
 
 log = logging.getLogger(__name__)

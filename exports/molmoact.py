@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from armdata.pipeline.sinks import storage
 from armdata.exports.rows import ExportError, iter_rows, require_empty
-from armdata.commands.inspect import load_manifest
+from armdata.pipeline.sinks.manifest import load_manifest
 from armdata.schemas.output import image_bytes
 
 log = logging.getLogger(__name__)

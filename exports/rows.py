@@ -8,8 +8,8 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 
 from armdata.pipeline.sinks import storage
-from armdata.commands.build import BuildError
-from armdata.commands.inspect import load_manifest
+from armdata.pipeline.errors import BuildError
+from armdata.pipeline.sinks.manifest import load_manifest
 
 
 class ExportError(BuildError):

@@ -26,7 +26,7 @@ from apache_beam.runners.runner import PipelineState
 import armdata
 from armdata.pipeline import resume
 from armdata.pipeline.sinks import storage
-from armdata.pipeline.errors import BuildFailed, UsageError
+from armdata.pipeline.errors import BuildError, BuildFailed, UsageError
 from armdata.pipeline.sources.features import check_config_keys
 from armdata.schemas.config import DatasetConfig, load_config
 from armdata.pipeline.sinks.finalize import REJECTED_PATH, manifest_text
@@ -46,10 +46,6 @@ STAGE_MODULES = {"depth": "armdata.transforms.depth", "trace": "armdata.transfor
 
 
 FAILED_SUFFIX = ".armdata-failed"   # beside the output: what a build that was not published found
-
-
-class BuildError(UsageError):
-    """A problem with the arguments, found before the job starts."""
 
 
 def stage_module(name: str) -> Any:

@@ -3,7 +3,6 @@ token ↔ bin round trip of a built dataset. Reads one row group at a time."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from typing import Any
 
@@ -11,8 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from armdata.pipeline.sinks import storage
-from armdata.commands.build import BuildError
 from armdata.pipeline.sinks.finalize import counts_consistent
+from armdata.pipeline.sinks.manifest import bad_shards, load_manifest
 from armdata.transforms.actions import bin_strings, decode
 
 
@@ -23,28 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action="store_true", help="recompute every shard's sha256")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
-
-
-def load_manifest(output: str) -> dict[str, Any]:
-    path = storage.join(output, "manifest.json")
-    if not storage.exists(path):
-        raise BuildError(f"{output} has no manifest.json: not a complete armdata build")
-    return json.loads(storage.read_bytes(path))
-
-
-def sha256_of(path: str, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with storage.open_read(path) as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def bad_shards(output: str, manifest: dict[str, Any]) -> list[str]:
-    """Shards of the manifest that are missing or whose sha256 differs from the recorded one."""
-    return [s["path"] for s in manifest["shards"]
-            if not storage.exists(storage.join(output, s["path"]))
-            or sha256_of(storage.join(output, s["path"])) != s["sha256"]]
 
 
 def parse_tokens(text: str) -> list[str]:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from armdata.pipeline.sinks import storage
-from armdata.commands.build import BuildError
+from armdata.pipeline.errors import BuildError
 from armdata.pipeline.sinks.card import dataset_card
 from armdata.pipeline.sinks.finalize import REJECTED_PATH
-from armdata.commands.inspect import bad_shards, load_manifest
+from armdata.pipeline.sinks.manifest import bad_shards, load_manifest
 
 log = logging.getLogger(__name__)
 
