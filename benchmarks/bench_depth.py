@@ -19,10 +19,10 @@ import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
-from models.device import resolve_device
-from models.vqvae import VQVAE
-from transforms.depth import frames_to_codes
+from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
+from armdata.models.device import resolve_device
+from armdata.models.vqvae import VQVAE
+from armdata.transforms.depth import frames_to_codes
 
 
 class PeakMemory:

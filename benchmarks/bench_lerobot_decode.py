@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.lerobot_source import ReadLeRobotEpisode, decode_video, plan_lerobot  # noqa: E402
-from tests import lerobot_data  # noqa: E402
+from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, decode_video, plan_lerobot  # noqa: E402
+from armdata.testing import lerobot_data  # noqa: E402
 
 KEY = "observation.images.image"
 

@@ -5,7 +5,7 @@ and the reader's peak RSS for the dataset and for copies 4× its size (each in a
 
     python benchmarks/bench_loader.py --data OUTPUT --model MODEL_DIR [--rows 400]
 
-MODEL_DIR: any model directory with a processor (`trainer.tiny.save_tiny_vlm` writes one); without
+MODEL_DIR: any model directory with a processor (`armdata.testing.tiny_vlm.save_tiny_vlm` writes one); without
 --data/--model a small synthetic dataset is built and a tiny model written first.
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 
 def prepare(work: Path) -> tuple[Path, Path]:
-    from pipeline.synthetic import write_synthetic_rlds
-    from tests.conftest import SHARED, build
-    from trainer.tiny import save_tiny_vlm
+    from armdata.testing.synthetic import write_synthetic_rlds
+    from armdata.tests.conftest import SHARED, build
+    from armdata.testing.tiny_vlm import save_tiny_vlm
 
     src = write_synthetic_rlds(work / "src", num_episodes=12, num_steps=20, image_size=(128, 128),
                                seed=1)
@@ -53,7 +53,7 @@ def replicate(data: Path, dst: Path, copies: int) -> Path:
 
 
 def ours(data: Path, formatter, rows: int, buffer_groups: int) -> float:
-    from trainer.data import RowStream, open_source, split_units
+    from armdata.trainer.data import RowStream, open_source, split_units
 
     source = open_source(str(data))
     stream = RowStream(source, split_units(source.units, 1)[0], [0, 0, 0], buffer_groups)
@@ -81,8 +81,8 @@ MEMORY_CHILD = """
 import resource, sys, io
 sys.path.insert(0, {repo!r})
 from PIL import Image
-from trainer.data import RowStream, open_source, split_units
-from trainer.samples import read_image
+from armdata.trainer.data import RowStream, open_source, split_units
+from armdata.trainer.samples import read_image
 source = open_source({data!r})
 stream = RowStream(source, split_units(source.units, 1)[0], [0, 0, 0], {groups})
 for row in stream.rows(0, epochs=1):
@@ -113,13 +113,13 @@ def main() -> None:
             data, model = prepare(work)
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from trainer.samples import Formatter, SampleOptions
-        from trainer.tokens import add_answer_tokens
+        from armdata.trainer.samples import Formatter, SampleOptions
+        from armdata.trainer.tokens import add_answer_tokens
 
         processor = AutoProcessor.from_pretrained(model)
         tables = add_answer_tokens(processor.tokenizer, AutoModelForImageTextToText.from_pretrained(model))
         formatter = Formatter(processor, tables, SampleOptions())
-        from trainer.data import open_source
+        from armdata.trainer.data import open_source
 
         source = open_source(str(data))
         rows_per_group = source.rows / len(source.units)

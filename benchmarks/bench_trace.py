@@ -26,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.device import resolve_device  # noqa: E402
-from models.localizers import Clip, PointingLocalizer, ProjectionLocalizer  # noqa: E402
-from models.trackers import AffineTracker, LKTracker, cotracker_from_hub  # noqa: E402
-from schemas.config import ArmConfig, CameraConfig  # noqa: E402
-from schemas.episode import decode_rgb  # noqa: E402
-from tests.synthetic_video import make_video, video_episode  # noqa: E402
-from transforms.trace import localize_and_track, trace_error  # noqa: E402
+from armdata.models.device import resolve_device  # noqa: E402
+from armdata.models.localizers import Clip, PointingLocalizer, ProjectionLocalizer  # noqa: E402
+from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub  # noqa: E402
+from armdata.schemas.config import ArmConfig, CameraConfig  # noqa: E402
+from armdata.schemas.episode import decode_rgb  # noqa: E402
+from armdata.testing.synthetic_video import make_video, video_episode  # noqa: E402
+from armdata.transforms.trace import localize_and_track, trace_error  # noqa: E402
 
 CAMERA = CameraConfig("episode_metadata/camera_intrinsics", "episode_metadata/camera_extrinsics")
 ARM = ArmConfig()
@@ -112,7 +112,7 @@ def main() -> int:
     except RuntimeError as exc:
         print(f"cotracker3 not measured: {str(exc).splitlines()[0][:160]}")
 
-    from tests.tiny_vlm import tiny_pointing_model
+    from armdata.testing.tiny_pointing import tiny_pointing_model
     model, processor = tiny_pointing_model()
     model = model.to(device)
     one = PointingLocalizer(model, processor, batch_size=1)

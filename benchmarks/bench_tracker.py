@@ -32,16 +32,16 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.trackers import AffineTracker, LKTracker  # noqa: E402
-from tests.synthetic_video import make_hard_video, write_frames  # noqa: E402
-from transforms.trace import tracking_scores  # noqa: E402
+from armdata.models.trackers import AffineTracker, LKTracker  # noqa: E402
+from armdata.testing.synthetic_video import make_hard_video, write_frames  # noqa: E402
+from armdata.transforms.trace import tracking_scores  # noqa: E402
 
 TRACKERS = {"affine": AffineTracker, "lk": LKTracker}
 
 
 def track_cli(frames_dir: Path, point: np.ndarray, tracker: str) -> tuple[np.ndarray, np.ndarray]:
     """`armdata track DIR --point X,Y --tracker T --json`, in-process."""
-    from pipeline.cli import main
+    from armdata.cli import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -81,9 +81,9 @@ def bench_videos(seeds: list[int], frames: int) -> None:
 
 
 def bench_build(episodes: int, steps: int, size: int) -> None:
-    from pipeline.cli import main
-    from pipeline.demo import SEED, trace_report
-    from pipeline.synthetic import write_synthetic_rlds
+    from armdata.cli import main
+    from armdata.commands.demo import SEED, trace_report
+    from armdata.testing.synthetic import write_synthetic_rlds
 
     print(f"demo data: {episodes} episodes x {steps} steps, {size}x{size}, "
           f"--localizer projection")

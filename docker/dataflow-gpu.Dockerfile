@@ -17,15 +17,20 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 
 WORKDIR /opt/armdata
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
-COPY setup.py README.md ./
+COPY setup.py pyproject.toml README.md ./
+COPY armdata armdata
 COPY pipeline pipeline
+COPY trainer trainer
+COPY exports exports
 COPY transforms transforms
 COPY schemas schemas
 COPY models models
 COPY configs configs
+COPY prompts prompts
+COPY testing testing
 # Beam is already in the image at the launcher's version; keep it (and torch) as they are.
 RUN pip install --no-cache-dir ".[gcp]" "apache-beam[gcp]==$(pip show apache-beam | sed -n 's/^Version: //p')" \
-    && python -c "import apache_beam, torch, pipeline.build; print(apache_beam.__version__, torch.__version__)"
+    && python -c "import apache_beam, torch, armdata.commands.build; print(apache_beam.__version__, torch.__version__)"
 
 # The Beam SDK harness is the entry point Dataflow starts.
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.device import autocast
+from armdata.models.device import autocast
 
 INPUT_SIZE = 518
 PATCH = 14

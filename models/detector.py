@@ -10,14 +10,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from armdata.schemas.columns import Box
+
 log = logging.getLogger(__name__)
 
 # Apache-2.0; ECoT used Grounding DINO base with these thresholds.
 DEFAULT_OBJECTS_MODEL = "IDEA-Research/grounding-dino-base"
 BOX_THRESHOLD, TEXT_THRESHOLD = 0.3, 0.2
-
-Box = tuple[str, tuple[int, int, int, int]]
-
 
 def caption_phrases(caption: str, max_phrases: int = 16) -> list[str]:
     """The detector's queries: the caption's clauses (ECoT: ", " → ". "), lower-cased, without
@@ -29,26 +28,6 @@ def caption_phrases(caption: str, max_phrases: int = 16) -> list[str]:
         if p and p not in out:
             out.append(p)
     return out[:max_phrases]
-
-
-def serialize_objects(boxes: Sequence[Box]) -> str:
-    """`phrase [x0, y0, x1, y1], phrase [...]` (integer pixels)."""
-    return ", ".join(f"{phrase} [{', '.join(str(int(v)) for v in box)}]" for phrase, box in boxes)
-
-
-_OBJECT = re.compile(r"(.+?) \[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\](?:, |$)")
-
-
-def parse_objects(text: str) -> list[Box]:
-    """Inverse of `serialize_objects` (for preview and export); ValueError on other text."""
-    out, pos = [], 0
-    while pos < len(text):
-        m = _OBJECT.match(text, pos)
-        if not m:
-            raise ValueError(f"not an objects string at character {pos}: {text[pos:pos + 40]!r}")
-        out.append((m.group(1), tuple(int(m.group(i)) for i in range(2, 6))))
-        pos = m.end()
-    return out
 
 
 def to_boxes(labels: Sequence[str], boxes: np.ndarray, scores: np.ndarray, width: int,

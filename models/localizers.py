@@ -21,9 +21,9 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from models.camera import project_points
-from schemas.config import ArmConfig, CameraConfig
-from schemas.episode import DataError
+from armdata.models.camera import project_points
+from armdata.schemas.config import ArmConfig, CameraConfig
+from armdata.schemas.episode import DataError
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def generate_answers(model: Any, processor: Any, frames: np.ndarray, prompt: str
     import torch
     from PIL import Image
 
-    from models.device import autocast
+    from armdata.models.device import autocast
 
     images = [Image.fromarray(f) for f in frames]
     if getattr(processor, "chat_template", None):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.localizers import apply_projection, dlt_projection, fit_projection_ransac
+from armdata.models.localizers import apply_projection, dlt_projection, fit_projection_ransac
 
 MIN_AFFINE_POINTS = 4      # an affine xyz → pixels map (8 unknowns) needs 4 points
 MIN_PROJECTION_POINTS = 8  # a 3×4 projection (11 unknowns) from at least this many

@@ -3,7 +3,7 @@ codebook, in the checkpoint layout of MolmoAct's `vae-final.pt` (so that its wei
 
 Also holds the exact, batched SPEC §2 preprocessing (8-bit map → PIL-bilinear 320×320 → [0, 1]) and
 checkpoint loading/saving. Training (EMA codebook updates, dead-code restarts) lives here too, since
-it is the same module; the training loop is `pipeline.train_vqvae`.
+it is the same module; the training loop is `armdata.commands.train_vqvae`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.hub import VQVAE_FILE, VQVAE_REPO
+from armdata.models.hub import VQVAE_FILE, VQVAE_REPO
 
 log = logging.getLogger(__name__)
 

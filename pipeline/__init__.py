@@ -1,2 +1,1 @@
-"""armdata: training data for action reasoning models, built with Apache Beam."""
-__version__ = "0.1.0"
+"""The Beam job of `armdata build`: sources, the graph and resume, sinks, errors."""

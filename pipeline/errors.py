@@ -8,6 +8,10 @@ class UsageError(ValueError):
     --debug)."""
 
 
+class BuildError(UsageError):
+    """A problem with the arguments or a built dataset, found before any work starts."""
+
+
 class BuildFailed(RuntimeError):
     """The job ran but its result must not be published (too many rejections, no row written).
     One line, exit 1."""

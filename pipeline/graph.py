@@ -6,9 +6,9 @@
       → shard by hash(episode_id) → write Parquet shards (+ action columns)
       → manifest, statistics, dataset card, rejected/
 
-Every stage is a plain `transforms.base.Stage` run by one generic DoFn; rejections of every stage
+Every stage is a plain `armdata.transforms.base.Stage` run by one generic DoFn; rejections of every stage
 are collected into `rejected/`, travelling with their episode into its commit record
-(`pipeline.resume`). Only `DataError` becomes a rejection: any other exception (a bug, CUDA out of
+(`armdata.pipeline.resume`). Only `DataError` becomes a rejection: any other exception (a bug, CUDA out of
 memory, a missing package) fails the bundle so that the runner retries it.
 """
 from __future__ import annotations
@@ -23,17 +23,17 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from schemas.config import DatasetConfig
-from pipeline.features import STEPS, config_keys
-from pipeline.finalize import Finalize
-from pipeline.lerobot_source import LeRobotPlan, ReadLeRobotEpisode
-from pipeline.resume import REJECTED, REUSED, FinishEpisode, Pending, ReuseLookup, episodes_dir
-from pipeline.source import REPORTS, ReadShard, SourcePlan, num_source_steps
-from pipeline.writer import WriteShard, auto_num_shards, shard_of
-from schemas.episode import DataError, Rejection
-from schemas.stats import StatsAccumulator
-from transforms.base import Stage
-from transforms.standardize import standardize_episode
+from armdata.schemas.config import DatasetConfig
+from armdata.pipeline.sources.features import STEPS, config_keys
+from armdata.pipeline.sinks.finalize import Finalize
+from armdata.pipeline.sources.lerobot import LeRobotPlan, ReadLeRobotEpisode
+from armdata.pipeline.resume import REJECTED, REUSED, FinishEpisode, Pending, ReuseLookup, episodes_dir
+from armdata.pipeline.sources.rlds import REPORTS, ReadShard, SourcePlan, num_source_steps
+from armdata.pipeline.sinks.writer import WriteShard, auto_num_shards, shard_of
+from armdata.schemas.episode import DataError, Rejection
+from armdata.schemas.stats import StatsAccumulator
+from armdata.transforms.base import Stage
+from armdata.transforms.standardize import standardize_episode
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ A build spills every finished episode into a persistent work directory beside th
 episodes' rows (the manifest's base: config, source, split, stages, stage options, statistics
 source). Per episode (file names from sha256 of the episode id):
 
-    <h>.arrow   its rows, as `pipeline.writer.spill_episode` writes them
+    <h>.arrow   its rows, as `armdata.pipeline.sinks.writer.spill_episode` writes them
     <h>.json    the commit record, written last: episode id, work key, the spill's size, the
                 summary that statistics and sharding need, and every rejection recorded while
                 producing the episode
@@ -32,9 +32,9 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline import storage
-from pipeline.writer import EpisodeSummary, spill_episode
-from schemas.episode import Episode, Rejection
+from armdata.pipeline.sinks import storage
+from armdata.pipeline.sinks.writer import EpisodeSummary, spill_episode
+from armdata.schemas.episode import Episode, Rejection
 
 log = logging.getLogger(__name__)
 

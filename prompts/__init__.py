@@ -1,1 +1,1 @@
-"""Versioned prompt files (YAML) of the reasoning stage; loaded by `transforms.prompts`."""
+"""Versioned prompt files (YAML) of the reasoning stage; loaded by `armdata.transforms.prompts`."""

@@ -1,12 +1,13 @@
 """Dataset configs: one YAML per source dataset in `configs/`, validated with clear messages.
 
 A config names where each canonical field lives in the source's (flattened, `/`-joined) step and
-episode-metadata keys, and which standardization function in `transforms.standardize` turns the
+episode-metadata keys, and which standardization function in `armdata.transforms.standardize` turns the
 source's actions into the canonical 7-d form. See README "Dataset configs" for every field.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = importlib.resources.files("armdata.configs")   # bundled YAML, installed as package data
 DEFAULT_MASK = [True] * 6 + [False]
 
 
@@ -87,7 +88,7 @@ class DatasetConfig:
 
 
 def available_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return sorted(p.name[:-len(".yaml")] for p in CONFIG_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_config(name_or_path: str) -> DatasetConfig:
@@ -95,10 +96,10 @@ def load_config(name_or_path: str) -> DatasetConfig:
     path = Path(name_or_path)
     if not (name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path):
         path = CONFIG_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
+        if not path.is_file():
             raise ConfigError(f"unknown config {name_or_path!r}; bundled configs: "
                               f"{', '.join(available_configs())}, or pass a path to a YAML file")
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
         raw = yaml.safe_load(path.read_text())
@@ -108,7 +109,7 @@ def load_config(name_or_path: str) -> DatasetConfig:
 
 
 def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
-    from transforms import standardize  # the registry of per-dataset functions
+    from armdata.transforms import standardize  # the registry of per-dataset functions
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at top level, got {type(raw).__name__}")

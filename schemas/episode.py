@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from schemas.jpeg import JpegError, jpeg_size
+from armdata.schemas.jpeg import JpegError, jpeg_size
 
 
 class DataError(ValueError):
@@ -114,7 +114,7 @@ def load_image(data: bytes) -> Image.Image:
 
 def check_image(data: bytes) -> tuple[int, int]:
     """(w, h) of an encoded frame, with its data checked to the end. A JPEG's marker structure is
-    walked without decoding (`schemas.jpeg`: truncated, cut or garbled files fail, ~10x cheaper
+    walked without decoding (`armdata.schemas.jpeg`: truncated, cut or garbled files fail, ~10x cheaper
     than a decode); other formats are decoded (a JPEG-in-disguise too, at 1/8 scale). Raises
     DataError like `load_image`."""
     if data[:2] == b"\xff\xd8":

@@ -2,7 +2,7 @@
 
 The columns up to `is_terminal` are always filled; the ones after it are nullable and filled by the
 optional stages (depth, trace, reasoning). Action columns are added at write time, once the
-dataset statistics are known (`transforms.actions.action_columns`).
+dataset statistics are known (`armdata.transforms.actions.action_columns`).
 
 Image columns are the Hugging Face Image feature: a struct {bytes, path} (path always null here),
 declared in the Parquet schema's `huggingface` metadata so that `datasets` and the Hub's viewer
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from schemas.episode import Episode
+from armdata.schemas.episode import Episode
 
 SCHEMA_VERSION = 2
 

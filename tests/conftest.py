@@ -15,7 +15,7 @@ LOCAL_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def armdata(*args: str) -> int:
-    from pipeline.cli import main
+    from armdata.cli import main
 
     return main([str(a) for a in args])
 
@@ -42,3 +42,24 @@ def bridge_dir() -> Path:
     if not BRIDGE.exists():
         pytest.skip("../shared/data/bridge_debug is not present")
     return BRIDGE
+
+
+# Tier of whole test files; any test without a tier marker is `quick`.
+FILE_TIERS = {
+    "e2e": {"test_build_bad_input", "test_build_bridge", "test_build_stages", "test_damaged_source",
+            "test_errors", "test_export", "test_lerobot_source", "test_motion",
+            "test_portable_runner", "test_push", "test_reasoning_stage", "test_resume",
+            "test_safety", "test_train_vqvae", "test_trainer"},
+    "interop": {"test_rlds_features"},
+}
+TIERS = ("quick", "e2e", "interop", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        for tier, modules in FILE_TIERS.items():
+            if module in modules:
+                item.add_marker(tier)
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker("quick")

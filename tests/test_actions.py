@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from schemas.output import SCHEMA
-from transforms import actions as A
+from armdata.schemas.output import SCHEMA
+from armdata.transforms import actions as A
 
 MASK = [True] * 6 + [False]
 

@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from pipeline.synthetic import write_synthetic_rlds
-from tests.conftest import REPO, armdata, build, read_rows, rejected
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.tests.conftest import REPO, armdata, build, read_rows, rejected
 
 FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "inf_state", 4: "missing_instruction",
           5: "empty", 6: "short"}
@@ -120,7 +120,7 @@ def test_nonempty_output_needs_overwrite(faulty, tmp_path, capsys):
 
 
 def test_crash_publishes_nothing(faulty, tmp_path, monkeypatch):
-    from pipeline import writer
+    from armdata.pipeline.sinks import writer
 
     def explode(self, element, num_shards, stats):
         raise OSError("disk full")

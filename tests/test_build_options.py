@@ -6,7 +6,7 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 
-from pipeline.build import beam_options, make_runner, parse_stages
+from armdata.commands.build import beam_options, make_runner, parse_stages
 
 
 def test_dataflow_arguments_pass_through():
@@ -41,7 +41,7 @@ def test_build_command_line_starts_without_torch_or_tensorflow():
     import sys
     from pathlib import Path
 
-    code = ("import sys; from pipeline.cli import make_parser; "
+    code = ("import sys; from armdata.cli import make_parser; "
             "make_parser(['build', '--help']).parse_known_args(['build', '--config', 'x', "
             "'--source', 's', '--output', 'o']); "
             "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
@@ -52,10 +52,10 @@ def test_build_command_line_starts_without_torch_or_tensorflow():
 
 
 def test_depth_camera_is_read_only_for_the_sensor_depth_stage():
-    from pipeline.graph import config_as_read
-    from schemas.config import load_config
-    from transforms.depth import DepthStage
-    from transforms.validate import ValidateStage
+    from armdata.pipeline.graph import config_as_read
+    from armdata.schemas.config import load_config
+    from armdata.transforms.depth import DepthStage
+    from armdata.transforms.validate import ValidateStage
 
     config = load_config("armdata_demo")
     assert config.depth_key == "observation/depth"

@@ -17,11 +17,11 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from models.camera import project_points
-from pipeline.synthetic import write_synthetic_rlds
-from schemas.output import image_bytes
-from tests.conftest import SHARED, armdata, build, read_rows, rejected
-from tests.tiny_models import make_tiny_depth_model, make_tiny_vqvae
+from armdata.models.camera import project_points
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.schemas.output import image_bytes
+from armdata.tests.conftest import SHARED, armdata, build, read_rows, rejected
+from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
 GOLDEN_VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"
 CPU = ["--depth-device", "cpu", "--trace-device", "cpu"]
@@ -189,7 +189,7 @@ def test_bridge_traces(bridge_built, bridge_ids):
 # --- Bridge: a pointing VLM that finds nothing ---------------------------------------------------
 
 def test_bridge_pointing_finds_nothing_gives_counted_null_traces(bridge_dir, tmp_path):
-    from tests.tiny_vlm import tiny_pointing_model
+    from armdata.testing.tiny_pointing import tiny_pointing_model
 
     model, processor = tiny_pointing_model()
     model.save_pretrained(tmp_path / "vlm")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.camera import intrinsics_from_fov, look_at, pixel_rays, project_points, world_to_camera
+from armdata.models.camera import intrinsics_from_fov, look_at, pixel_rays, project_points, world_to_camera
 
 EYE = np.array([0.1, -0.5, 0.5])
 TARGET = np.array([0.0, 0.05, 0.08])

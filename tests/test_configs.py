@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from schemas.config import (CONFIG_DIR, DEFAULT_MASK, ConfigError, DatasetConfig,
+from armdata.schemas.config import (CONFIG_DIR, DEFAULT_MASK, ConfigError, DatasetConfig,
                              available_configs, load_config, parse_config)
-from transforms.standardize import FUNCTIONS
+from armdata.transforms.standardize import FUNCTIONS
 
 BUNDLED = ["fractal20220817_data", "bridge_dataset", "bridge", "bc_z",
            "libero_spatial_no_noops", "libero_object_no_noops", "libero_goal_no_noops",

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from pipeline.synthetic import write_synthetic_rlds
-from tests.conftest import build, read_rows, rejected
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.tests.conftest import build, read_rows, rejected
 
 EPISODES, SHARDS = 9, 3
 

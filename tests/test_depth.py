@@ -14,12 +14,12 @@ import torch
 from hypothesis import given, strategies as st
 from PIL import Image
 
-from models.depth_anything import depth_to_u8, model_input_size
-from schemas.config import ConfigError, DatasetConfig
-from schemas.episode import Episode, Step, encode_jpeg, encode_png
-from transforms import depth as depth_stage
-from transforms.depth import DepthStage, sensor_disparity
-from tests.tiny_models import make_depth_assets, synthetic_depth_maps
+from armdata.models.depth_anything import depth_to_u8, model_input_size
+from armdata.schemas.config import ConfigError, DatasetConfig
+from armdata.schemas.episode import Episode, Step, encode_jpeg, encode_png
+from armdata.transforms import depth as depth_stage
+from armdata.transforms.depth import DepthStage, sensor_disparity
+from armdata.testing.tiny_models import make_depth_assets, synthetic_depth_maps
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_stage_model_path(assets) -> None:
             d8 = np.asarray(png)     # min-max spans 0..255 (less the SPEC's +1e-8, which is
             assert d8.min() == 0 and d8.max() > 200   # visible on the tiny model's ~1e-6 range)
     # The codes are those of the stored 8-bit map (SPEC §2 steps 3-4).
-    from models.vqvae import load_vqvae, vqvae_input
+    from armdata.models.vqvae import load_vqvae, vqvae_input
     vq = load_vqvae(str(assets[1]))
     d8 = torch.from_numpy(np.asarray(Image.open(io.BytesIO(ep.steps[0].depth_png))).copy())
     with torch.inference_mode():
@@ -182,7 +182,7 @@ def test_build_arguments_and_stage_from_args() -> None:
 
 
 def run_depth_tokens(*argv: str) -> int:
-    from pipeline.cli import main
+    from armdata.cli import main
 
     return main(["depth-tokens", *argv])
 
@@ -198,7 +198,7 @@ def test_depth_tokens_cli(assets, tmp_path: Path, capsys: pytest.CaptureFixture)
     out = json.loads(capsys.readouterr().out)
     assert [(r["file"], r["source"]) for r in out] == [(str(depth_map), "depth_map"),
                                                        (str(rgb), "rgb")]
-    from models.vqvae import load_vqvae, vqvae_input
+    from armdata.models.vqvae import load_vqvae, vqvae_input
     vq = load_vqvae(str(assets[1]))
     d8 = torch.from_numpy(np.asarray(Image.open(depth_map)).copy())[None]
     with torch.inference_mode():

@@ -14,17 +14,18 @@ import pytest
 import torch
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline import graph, logs
-from pipeline.errors import UsageError
-from pipeline.synthetic import write_synthetic_rlds
-from schemas.config import load_config
-from schemas.episode import DataError, Episode, Step
-from tests.conftest import REPO, armdata, build
-from tests.synthetic_video import make_video, write_frames
-from tests.tiny_models import make_depth_assets, make_tiny_vqvae
-from pipeline.resume import Pending
-from transforms.base import Stage
-from transforms.standardize import StandardizeError
+from armdata.pipeline import graph
+from armdata import logs
+from armdata.pipeline.errors import UsageError
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.schemas.config import load_config
+from armdata.schemas.episode import DataError, Episode, Step
+from armdata.tests.conftest import REPO, armdata, build
+from armdata.testing.synthetic_video import make_video, write_frames
+from armdata.testing.tiny_models import make_depth_assets, make_tiny_vqvae
+from armdata.pipeline.resume import Pending
+from armdata.transforms.base import Stage
+from armdata.transforms.standardize import StandardizeError
 
 
 class Failing(Stage):
@@ -83,7 +84,7 @@ def test_standardize_rejects_data_and_raises_bugs(monkeypatch):
 
 
 def test_out_of_memory_fails_the_build(tmp_path, monkeypatch):
-    from transforms.validate import ValidateStage
+    from armdata.transforms.validate import ValidateStage
 
     source = write_synthetic_rlds(tmp_path / "src", num_episodes=2, num_steps=3,
                                   image_size=(16, 16), seed=1)
@@ -182,7 +183,7 @@ def test_verbose_flag_sets_debug_logging(tmp_path, capsys):
 
 def test_help_prints_no_library_warning():
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "armdata.cli", "--help"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "usage: armdata" in done.stdout
     assert done.stderr == ""
@@ -194,8 +195,8 @@ def test_library_noise_filter():
     def record(name: str, level: int) -> logging.LogRecord:
         return logging.LogRecord(name, level, __file__, 1, "m", None, None)
 
-    assert f.filter(record("pipeline.build", logging.INFO))
-    assert f.filter(record("transforms.trace", logging.WARNING))
+    assert f.filter(record("armdata.commands.build", logging.INFO))
+    assert f.filter(record("armdata.transforms.trace", logging.WARNING))
     assert not f.filter(record("absl", logging.INFO))
     assert not f.filter(record("tensorflow", logging.WARNING))
     assert not f.filter(record("apache_beam.runners.worker.sdk_worker", logging.WARNING))
@@ -205,12 +206,12 @@ def test_library_noise_filter():
 
 @pytest.mark.slow
 def test_plain_build_prints_progress_and_summary_only(tmp_path):
-    """A real multi-process build: workers start through pipeline.beam_worker, quietly."""
+    """A real multi-process build: workers start through armdata.beam_worker, quietly."""
     source = write_synthetic_rlds(tmp_path / "src", num_episodes=4, num_steps=3,
                                   image_size=(16, 16), seed=2, num_shards=2)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "build", "--config",
+    done = subprocess.run([sys.executable, "-m", "armdata.cli", "build", "--config",
                            "armdata_demo", "--source", str(source), "--output",
                            str(tmp_path / "out"), "--direct_num_workers=2"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -219,4 +220,4 @@ def test_plain_build_prints_progress_and_summary_only(tmp_path):
     lines = [line for line in done.stderr.replace("\r", "\n").splitlines()
              if line.strip() and not line.startswith("episodes through all stages")]
     assert [line.split(" ", 3)[-1] for line in lines] == [
-        line.split(" ", 3)[-1] for line in lines if " pipeline.build: building " in line], lines
+        line.split(" ", 3)[-1] for line in lines if " armdata.commands.build: building " in line], lines

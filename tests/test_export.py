@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.export import EXPORTERS
-from pipeline.lerobot_source import ReadLeRobotEpisode, plan_lerobot
-from schemas.output import image_bytes
-from tests.conftest import armdata, build, read_rows
-from tests.test_build_stages import CPU
-from tests.tiny_models import make_tiny_depth_model, make_tiny_vqvae
+from armdata.commands.export import EXPORTERS
+from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, plan_lerobot
+from armdata.schemas.output import image_bytes
+from armdata.tests.conftest import armdata, build, read_rows
+from armdata.tests.test_build_stages import CPU
+from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
 EPISODES = 3
 

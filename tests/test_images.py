@@ -1,4 +1,4 @@
-"""Image validation: JPEGs are checked by walking their marker structure (`schemas.jpeg`), other
+"""Image validation: JPEGs are checked by walking their marker structure (`armdata.schemas.jpeg`), other
 formats by decoding. The check must reject every damaged file a full decode rejects, accept every
 valid JPEG variant, and report the stored size."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from schemas.episode import DataError, check_image, encode_jpeg, encode_png, load_image
+from armdata.schemas.episode import DataError, check_image, encode_jpeg, encode_png, load_image
 
 
 def frame(h: int = 96, w: int = 128) -> np.ndarray:

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.lerobot_source import (LeRobotPlan, ReadLeRobotEpisode, is_lerobot,
+from armdata.pipeline.sources.lerobot import (LeRobotPlan, ReadLeRobotEpisode, is_lerobot,
                                      plan_lerobot)
-from pipeline.source import SourceError
-from schemas.episode import decode_rgb
-from schemas.output import image_bytes
-from tests import lerobot_data
-from tests.conftest import armdata, build, read_rows
+from armdata.pipeline.sources.rlds import SourceError
+from armdata.schemas.episode import decode_rgb
+from armdata.schemas.output import image_bytes
+from armdata.testing import lerobot_data
+from armdata.tests.conftest import armdata, build, read_rows
 
 LENGTHS = [7, 5, 9]
 
@@ -106,7 +106,7 @@ def test_slices_are_small_elements(source: Path, monkeypatch: pytest.MonkeyPatch
     lists the episodes again on the worker."""
     import pickle
 
-    from pipeline import lerobot_source
+    from armdata.pipeline.sources import lerobot as lerobot_source
 
     monkeypatch.setattr(lerobot_source, "MAX_SLICES", 2)
     plan = plan_lerobot(str(source), "train", None)

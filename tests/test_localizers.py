@@ -7,11 +7,11 @@ import logging
 import numpy as np
 import pytest
 
-from models.camera import intrinsics_from_fov, look_at, project_points
-from models.localizers import Clip, FitLocalizer, ManualLocalizer, PointingLocalizer, \
+from armdata.models.camera import intrinsics_from_fov, look_at, project_points
+from armdata.models.localizers import Clip, FitLocalizer, ManualLocalizer, PointingLocalizer, \
     ProjectionLocalizer, apply_projection, dlt_projection, fit_projection_ransac, \
     generate_answers, load_manual_points, parse_point, pointing_prompt
-from schemas.config import ArmConfig, CameraConfig
+from armdata.schemas.config import ArmConfig, CameraConfig
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -140,7 +140,7 @@ def one_torch_thread():
 
 def test_pointing_localizer_with_tiny_vlm_batches_like_single_calls(one_torch_thread):
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    from tests.tiny_vlm import tiny_pointing_model
+    from armdata.testing.tiny_pointing import tiny_pointing_model
 
     model, processor = tiny_pointing_model()
     frames = np.random.default_rng(0).integers(0, 255, (5, 64, 80, 3), dtype=np.uint8)

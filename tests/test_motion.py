@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from schemas.config import ConfigError, MotionConfig, parse_motion
-from transforms.motion import episode_motions, motion_label, motion_runs, motion_states, \
+from armdata.schemas.config import ConfigError, MotionConfig, parse_motion
+from armdata.transforms.motion import episode_motions, motion_label, motion_runs, motion_states, \
     states_from_actions, ternarize
-from tests.conftest import build, read_rows
+from armdata.tests.conftest import build, read_rows
 
 CFG = MotionConfig()
 
@@ -113,7 +113,7 @@ def test_config_motion_validation():
 # --- Bridge, end to end ---------------------------------------------------------------------------
 
 def ecot_label(S: np.ndarray, t: int) -> str:
-    """SPEC §7 written out step by step (independent of transforms.motion)."""
+    """SPEC §7 written out step by step (independent of armdata.transforms.motion)."""
     T = len(S)
     d = [float(S[min(t + 3, T - 1)][k]) - float(S[t][k]) for k in range(7)]
     l1 = abs(d[0]) + abs(d[1]) + abs(d[2])
@@ -181,7 +181,7 @@ def test_bridge_motion_matches_spec(bridge_dir, tmp_path):
 
 
 def test_dataset_config_carries_motion():
-    from schemas.config import parse_config
+    from armdata.schemas.config import parse_config
 
     base = {"name": "x", "standardize": "identity", "image_key": "observation/image",
             "require_instruction": False}

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from transforms.plan import PlanError, compose_reasoning, fallback_plan, parse_plan, plan_text, \
+from armdata.schemas.columns import plan_text
+from armdata.transforms.plan import PlanError, compose_reasoning, fallback_plan, parse_plan, \
     runs_text
 
 INDICES = [1, 2, 3, 4, 5, 6]          # Bridge-like: source step 0 dropped
@@ -108,7 +109,7 @@ def test_runs_text():
 def test_prompt_files_are_versioned_and_hashed(tmp_path, monkeypatch):
     import hashlib
 
-    from transforms import prompts
+    from armdata.transforms import prompts
 
     plan = prompts.load_prompt("plan", ("system", "user", "retry"))
     assert plan.version >= 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, build
+from armdata.tests.conftest import REPO, build
 
 TIMEOUT_S = 480
 
@@ -62,7 +62,7 @@ def test_portable_runner_matches_direct(bridge_dir: Path, tmp_path: Path) -> Non
         wait_for_port(port, pool)
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "build", *args, "--output", str(portable),
+            [sys.executable, "-m", "armdata.cli", "build", *args, "--output", str(portable),
              "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
              f"--environment_config=127.0.0.1:{port}"],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)

@@ -10,16 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import preview
-from schemas.episode import encode_jpeg, encode_png
-from schemas.output import IMAGE, image_cell
-from tests.tiny_models import make_tiny_vqvae, synthetic_depth_maps
+from armdata.commands import preview
+from armdata.schemas.episode import encode_jpeg, encode_png
+from armdata.schemas.output import IMAGE, image_cell
+from armdata.testing.tiny_models import make_tiny_vqvae, synthetic_depth_maps
 
 H, W = 48, 64
 
 
 def run_preview(*argv: str) -> int:
-    from pipeline.cli import main
+    from armdata.cli import main
 
     return main(["preview", *argv])
 

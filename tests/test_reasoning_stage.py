@@ -12,13 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from models.detector import parse_objects
-from models.planner import EndpointClient, EndpointError
-from schemas.episode import Episode, Step, encode_jpeg
-from tests.conftest import armdata, build, read_rows
-from tests.tiny_reasoning import save_tiny_chat_vlm, save_tiny_detector
-from transforms.plan import TAGS
-from transforms.reasoning import ReasoningStage
+from armdata.schemas.columns import parse_objects
+from armdata.models.planner import EndpointClient, EndpointError
+from armdata.schemas.episode import Episode, Step, encode_jpeg
+from armdata.tests.conftest import armdata, build, read_rows
+from armdata.testing.tiny_reasoning import save_tiny_chat_vlm, save_tiny_detector
+from armdata.transforms.plan import TAGS
+from armdata.transforms.reasoning import ReasoningStage
 
 EPISODES = "4"
 
@@ -303,7 +303,7 @@ def test_export_ecot_layout(built, tmp_path, capsys):
 
 
 def test_export_ecot_needs_reasoning(bridge_dir, tmp_path):
-    from pipeline.export_ecot import ExportError, export_ecot
+    from armdata.exports.ecot import ExportError, export_ecot
 
     out = tmp_path / "plain"
     assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
@@ -317,7 +317,7 @@ def test_preview_shows_motion_subtask_objects(built, tmp_path):
 
     from PIL import Image
 
-    from pipeline import preview
+    from armdata.commands import preview
 
     episode_id = read_rows(built)[0]["episode_id"]
     parser = argparse.ArgumentParser()
@@ -335,7 +335,7 @@ def test_preview_shows_motion_subtask_objects(built, tmp_path):
 
 
 def test_text_only_planner_model(tmp_path):
-    from tests.tiny_reasoning import save_tiny_text_llm
+    from armdata.testing.tiny_reasoning import save_tiny_text_llm
 
     llm = save_tiny_text_llm(tmp_path / "llm")
     stage = ReasoningStage(parts=("motion", "plan"), planner_model=str(llm),

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import resume, writer
-from pipeline.synthetic import write_synthetic_rlds
-from schemas.episode import Rejection
-from tests.conftest import REPO, LOCAL_BEAM, build
-from tests.tiny_models import make_tiny_vqvae
+from armdata.pipeline import resume
+from armdata.pipeline.sinks import writer
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.schemas.episode import Rejection
+from armdata.tests.conftest import REPO, LOCAL_BEAM, build
+from armdata.testing.tiny_models import make_tiny_vqvae
 
 EPISODES, STEPS = 10, 6
 FAULTS = {1: "corrupt_jpeg", 3: "nan_action", 6: "empty"}   # step-level and standardize rejections
@@ -30,10 +31,10 @@ STAGES = ["--stages", "actions,depth", "--depth-source", "sensor", "--depth-devi
 # through the episodes however fast this machine is.
 SLOW_CLI = """
 import sys, time
-from transforms.depth import DepthStage
+from armdata.transforms.depth import DepthStage
 fast = DepthStage.process
 DepthStage.process = lambda self, episode: (time.sleep(0.4), fast(self, episode))[1]
-from pipeline.cli import main
+from armdata.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -202,7 +203,7 @@ def test_changed_command_does_not_reuse_and_reports_the_stale_work(command, clea
     (stale_staging / "data").mkdir(parents=True)
     (stale_staging / "data" / "part.parquet").write_bytes(b"x" * 1000)
     without_depth = command[:command.index("--stages")] + ["--stages", "actions"]
-    with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
+    with caplog.at_level(logging.WARNING, logger="armdata.pipeline.resume"):
         assert build(*without_depth, "--output", out) == 0
     m = manifest(out)
     assert m["stages"] == ["actions"] and m["episodes_reused"] == 0
@@ -214,7 +215,7 @@ def test_changed_command_does_not_reuse_and_reports_the_stale_work(command, clea
 
     caplog.clear()
     stats = ["--stats", str(clean / "dataset_statistics.json")]
-    with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
+    with caplog.at_level(logging.WARNING, logger="armdata.pipeline.resume"):
         assert build(*without_depth, *stats, "--max-episodes", "3", "--output", out,
                      "--overwrite", "--clean-stale") == 0
     assert f"deleted stale build directory {stale_staging} (1.0 kB)" in caplog.text

@@ -1,4 +1,4 @@
-"""Reading RLDS records without TensorFlow (`pipeline.tfrecord`, `pipeline.rlds_features`): the
+"""Reading RLDS records without TensorFlow (`armdata.pipeline.sources.tfrecord`, `armdata.pipeline.sources.rlds_features`): the
 same arrays as tfds' own parser on real Bridge data and on generated data, unused frames left
 undecoded, TensorFlow's parser for feature kinds the fast path does not cover, and damaged files
 failing at the damaged record."""
@@ -10,11 +10,11 @@ import struct
 import numpy as np
 import pytest
 
-from pipeline.rlds_features import example_fields, make_decoder, tensorflow_decoder, \
+from armdata.pipeline.sources.rlds_features import example_fields, make_decoder, tensorflow_decoder, \
     without_unused_frames
-from pipeline.source import open_builder
-from pipeline.synthetic import write_synthetic_rlds
-from pipeline.tfrecord import FLOAT, INT64, RecordError, parse_example, read_records
+from armdata.pipeline.sources.rlds import open_builder
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.pipeline.sources.tfrecord import FLOAT, INT64, RecordError, parse_example, read_records
 
 FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "missing_instruction", 4: "empty", 5: "short"}
 
@@ -226,7 +226,7 @@ def test_malformed_example_is_a_record_error(damage):
 
 
 def test_empty_and_mistyped_features():
-    from pipeline.rlds_features import Field, decode_fields
+    from armdata.pipeline.sources.rlds_features import Field, decode_fields
 
     fields = [Field(("steps", "action"), FLOAT, np.dtype(np.float32), (2,), True),
               Field(("steps", "is_first"), INT64, np.dtype(bool), (), True),

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import storage
-from pipeline.synthetic import write_synthetic_rlds
-from tests.conftest import REPO, armdata, build, rejected
-from tests.tiny_models import make_tiny_vqvae
+from armdata.pipeline.sinks import storage
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.tests.conftest import REPO, armdata, build, rejected
+from armdata.testing.tiny_models import make_tiny_vqvae
 
 FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "empty", 4: "missing_instruction"}
 
@@ -229,7 +229,7 @@ def test_malformed_arms_is_a_config_error(source, tmp_path, capsys):
 # --- a dataset says how it was made --------------------------------------------------------------
 
 def test_manifest_and_card_record_stage_options(source, vqvae, tmp_path):
-    from models.provenance import file_sha256
+    from armdata.models.provenance import file_sha256
 
     out = tmp_path / "out"
     assert small_build(source, out, "--stages", "actions,depth,trace", "--depth-source",
@@ -247,7 +247,7 @@ def test_manifest_and_card_record_stage_options(source, vqvae, tmp_path):
 # --- the demo keeps what it made -----------------------------------------------------------------
 
 def test_demo_keeps_its_output_and_writes_previews(vqvae, tmp_path, capsys):
-    from tests.conftest import LOCAL_BEAM
+    from armdata.tests.conftest import LOCAL_BEAM
 
     work = tmp_path / "demo"
     args = ["demo", "--workdir", work, "--episodes", "2", "--steps", "4", "--size", "48",

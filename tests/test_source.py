@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.source import ShardRead, flatten, num_source_steps, split_reads
+from armdata.pipeline.sources.rlds import ShardRead, flatten, num_source_steps, split_reads
 
 
 def covered(reads: list[ShardRead]) -> list[tuple[str, int]]:
@@ -31,7 +31,7 @@ def test_flatten_and_length():
 
 
 def test_shard_damage_one_dead_letter_per_shard():
-    from pipeline.source import SliceReport, shard_damage
+    from armdata.pipeline.sources.rlds import SliceReport, shard_damage
 
     a0, a1, a2 = (ShardRead("/d/x-train.tfrecord-00000-of-00002", s, 3, 9) for s in (0, 3, 6))
     b = ShardRead("/d/x-train.tfrecord-00001-of-00002", 0, 4, 4)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from schemas.config import parse_config
-from schemas.episode import decode_rgb, encode_jpeg
-from transforms.standardize import (FUNCTIONS, StandardizeError, gripper_binarize,
+from armdata.schemas.config import parse_config
+from armdata.schemas.episode import decode_rgb, encode_jpeg
+from armdata.transforms.standardize import (FUNCTIONS, StandardizeError, gripper_binarize,
                                     gripper_closed_is_one, gripper_minus_one_open,
                                     gripper_relative_to_absolute, jsonable, standardize_episode,
                                     step_field)
@@ -396,7 +396,7 @@ def test_bridge_debug_sample_with_bundled_config():
     if not BRIDGE_DEBUG.is_dir():
         pytest.skip(f"{BRIDGE_DEBUG} not present")
     tfds = pytest.importorskip("tensorflow_datasets")
-    from schemas.config import load_config
+    from armdata.schemas.config import load_config
 
     builder = tfds.builder_from_directory(str(BRIDGE_DEBUG))
     dataset = builder.as_dataset(split="train", decoders={"steps": tfds.decode.SkipDecoding()})

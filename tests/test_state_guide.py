@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.camera import intrinsics_from_fov, look_at, project_points
-from models.state_guide import StateGuide, refine_with_fit
-from models.trackers import AffineTracker
-from pipeline.synthetic import gripper_pixels, render_episode
-from tests.synthetic_video import make_hard_video
-from transforms.trace import tracking_scores
+from armdata.models.camera import intrinsics_from_fov, look_at, project_points
+from armdata.models.state_guide import StateGuide, refine_with_fit
+from armdata.models.trackers import AffineTracker
+from armdata.testing.synthetic import gripper_pixels, render_episode
+from armdata.testing.synthetic_video import make_hard_video
+from armdata.transforms.trace import tracking_scores
 
 K = intrinsics_from_fov(256, 256, 60.0)
 T = look_at(np.array([0.5, -0.6, 0.9]), np.array([0.5, 0.0, 0.1]))

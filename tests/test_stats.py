@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from schemas.stats import StatsAccumulator, StatsError, dumps_stats, load_stats
+from armdata.schemas.stats import StatsAccumulator, StatsError, dumps_stats, load_stats
 
 MASK = [True] * 6 + [False]
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from models.camera import pixel_rays
-from schemas.config import load_config
-from pipeline.synthetic import (OCCLUDER_DEPTH, PLACES, gripper_pixels, render_episode,
+from armdata.models.camera import pixel_rays
+from armdata.schemas.config import load_config
+from armdata.testing.synthetic import (OCCLUDER_DEPTH, PLACES, gripper_pixels, render_episode,
                                 write_synthetic_rlds)
-from schemas.episode import decode_rgb
+from armdata.schemas.episode import decode_rgb
 
 SIZE = (96, 128)          # (height, width): not square, so that a swapped axis shows
 STEPS = 16

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from schemas.config import ArmConfig, CameraConfig, ConfigError, load_config, parse_config
-from pipeline.synthetic import gripper_pixels, render_episode
-from schemas.episode import Episode, Step, encode_jpeg
-from schemas.output import episode_table
-from tests.conftest import REPO
-from tests.synthetic_video import make_hard_video, make_video, video_episode
-from transforms.trace import TraceStage, add_build_arguments, episode_traces, normalize_point, \
+from armdata.schemas.config import ArmConfig, CameraConfig, ConfigError, load_config, parse_config
+from armdata.testing.synthetic import gripper_pixels, render_episode
+from armdata.schemas.episode import Episode, Step, encode_jpeg
+from armdata.schemas.output import episode_table
+from armdata.tests.conftest import REPO
+from armdata.testing.synthetic_video import make_hard_video, make_video, video_episode
+from armdata.schemas.columns import normalize_point
+from armdata.transforms.trace import TraceStage, add_build_arguments, episode_traces, \
     stage_from_args, trace_error, trace_indices, tracking_scores
 
 

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.synthetic_video import make_hard_video, make_video, write_frames, write_video
-from transforms.trace import trace_error, tracking_scores
+from armdata.testing.synthetic_video import make_hard_video, make_video, write_frames, write_video
+from armdata.transforms.trace import trace_error, tracking_scores
 
 
 def _main(argv: list[str]) -> int:
-    from pipeline.cli import main
+    from armdata.cli import main
 
     return main(argv)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.trackers import AffineParams, AffineTracker, CoTrackerTracker, LKTracker, \
+from armdata.models.trackers import AffineParams, AffineTracker, CoTrackerTracker, LKTracker, \
     load_cotracker, template_size
-from tests.synthetic_video import make_hard_video, make_video
-from transforms.trace import trace_error, tracking_scores
+from armdata.testing.synthetic_video import make_hard_video, make_video
+from armdata.transforms.trace import trace_error, tracking_scores
 
 SEEDS = range(8)
 

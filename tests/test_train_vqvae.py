@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from models.vqvae import NUM_CODES, VQVAE, EMACodebook, load_vqvae, vqvae_input
-from pipeline import train_vqvae as tv
-from schemas.episode import encode_png
-from schemas.output import IMAGE, image_cell
-from tests.tiny_models import synthetic_depth_maps
+from armdata.models.vqvae import NUM_CODES, VQVAE, EMACodebook, load_vqvae, vqvae_input
+from armdata.pipeline import train_vqvae as tv
+from armdata.schemas.episode import encode_png
+from armdata.schemas.output import IMAGE, image_cell
+from armdata.testing.tiny_models import synthetic_depth_maps
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -183,7 +183,7 @@ def test_training_lowers_error_checkpoints_and_resumes(tmp_path: Path, png_dir: 
 def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = parse(str(tmp_path), "--out", str(tmp_path / "o"), "--epochs", "0")
     assert args.func(args) == 2
-    from pipeline.cli import main
+    from armdata.cli import main
 
     assert main(["train-vqvae", str(tmp_path), "--out", str(tmp_path / "o"), "--device",
                  "cpu"]) == 2

@@ -18,16 +18,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.synthetic import write_synthetic_rlds
-from tests.conftest import REPO, SHARED, armdata, build
-from trainer.data import Mixture, RowStream, StreamingLoader, open_source, parse_data, split_units
-from trainer.predict import answer_text, parse_answer
-from schemas.output import image_bytes
-from trainer.samples import IGNORE, Formatter, SampleOptions
-from trainer.tiny import save_tiny_vlm
-from trainer.tokens import DEPTH_TOKENS, add_answer_tokens
-from trainer.train import lr_factor
-from transforms.actions import decode
+from armdata.testing.synthetic import write_synthetic_rlds
+from armdata.tests.conftest import REPO, SHARED, armdata, build
+from armdata.trainer.data import Mixture, RowStream, StreamingLoader, open_source, parse_data, split_units
+from armdata.trainer.predict import answer_text, parse_answer
+from armdata.schemas.output import image_bytes
+from armdata.trainer.samples import IGNORE, Formatter, SampleOptions
+from armdata.testing.tiny_vlm import save_tiny_vlm
+from armdata.trainer.tokens import DEPTH_TOKENS, add_answer_tokens
+from armdata.trainer.train import lr_factor
+from armdata.transforms.actions import decode
 
 VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"
 # The cheapest answer (no depth, no trace, one step): the 150k-token softmax dominates a CPU step.
@@ -149,7 +149,7 @@ def test_loader_resumes_exactly(built, workers):
 
     straight, _ = run(None, 30)
     first, received = run(None, 11)
-    from trainer.data import loader_state
+    from armdata.trainer.data import loader_state
     rest, _ = run(loader_state(11, received, 4), 19)
     assert first + rest == straight
 
@@ -288,7 +288,7 @@ def test_ddp_two_processes_equal_one(built, tiny, tmp_path):
               "--eval-every", "100", "--holdout-shards", "0", "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                    "-m", "trainer.train", *common, "--workers", "1", "--out", str(tmp_path / "ddp")],
+                    "-m", "armdata.trainer.train", *common, "--workers", "1", "--out", str(tmp_path / "ddp")],
                    check=True, env=env, cwd=REPO, timeout=900)
     assert armdata("train", *common, "--workers", "2", "--accum", "2", "--out", tmp_path / "one") == 0
     assert np.allclose(losses(tmp_path / "ddp"), losses(tmp_path / "one"), rtol=1e-5)

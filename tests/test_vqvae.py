@@ -11,8 +11,8 @@ import torch
 from hypothesis import assume, given, settings, strategies as st
 from PIL import Image
 
-from models import vqvae as vq
-from models.vqvae import VQVAE, load_vqvae, resize_u8_like_pil, save_vqvae, vqvae_input
+from armdata.models import vqvae as vq
+from armdata.models.vqvae import VQVAE, load_vqvae, resize_u8_like_pil, save_vqvae, vqvae_input
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vqvae_molmoact"
 
@@ -73,7 +73,7 @@ def test_golden_codes(golden) -> None:
 
 
 def test_golden_text_form(golden) -> None:
-    from schemas.output import depth_text
+    from armdata.schemas.output import depth_text
 
     _, cases, _ = golden
     for c in cases:

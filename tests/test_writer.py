@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.finalize import build_counts, counts_consistent
-from pipeline.writer import SHARD_BYTES, auto_num_shards, full_table, rejection_lines, \
+from armdata.pipeline.sinks.finalize import build_counts, counts_consistent
+from armdata.pipeline.sinks.writer import SHARD_BYTES, auto_num_shards, full_table, rejection_lines, \
     shard_of, shard_path
-from schemas.episode import Episode, Rejection, Step, encode_jpeg
-from schemas.output import SCHEMA, episode_table
+from armdata.schemas.episode import Episode, Rejection, Step, encode_jpeg
+from armdata.schemas.output import SCHEMA, episode_table
 
 
 def test_shard_of_is_a_stable_hash():
@@ -69,7 +69,7 @@ def test_rejections_are_ordered_and_counted():
 def test_image_columns_are_hub_image_features():
     """Schema v2: image columns are {bytes, path} structs declared as Image in the `huggingface`
     metadata the Parquet writer stores; `image_bytes` reads v2 structs and v1 plain bytes."""
-    from schemas.output import IMAGE, IMAGE_COLUMNS, SCHEMA_VERSION, image_bytes, image_cell
+    from armdata.schemas.output import IMAGE, IMAGE_COLUMNS, SCHEMA_VERSION, image_bytes, image_cell
 
     assert SCHEMA_VERSION == 2
     features = json.loads(SCHEMA.metadata[b"huggingface"])["info"]["features"]

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from trainer.samples import IGNORE, CorruptImage
+from armdata.trainer.samples import IGNORE, CorruptImage
 
 log = logging.getLogger(__name__)
 

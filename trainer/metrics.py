@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.samples import ACTION, DEPTH, TRACE, parse_trace
-from transforms.actions import NUM_BINS, decode
+from armdata.trainer.samples import ACTION, DEPTH, TRACE, parse_trace
+from armdata.transforms.actions import NUM_BINS, decode
 
 
 class EvalSums:

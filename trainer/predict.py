@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.samples import ACTION_LEAD, SampleOptions, parse_trace, prompt_text, question, read_image
-from trainer.tokens import token_tables
-from transforms.actions import bin_strings, decode
+from armdata.trainer.samples import ACTION_LEAD, SampleOptions, parse_trace, prompt_text, question, read_image
+from armdata.trainer.tokens import token_tables
+from armdata.transforms.actions import bin_strings, decode
 
 DEPTH_RE = re.compile(r"<DEPTH_(\d+)>")
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from schemas.output import image_bytes
-from transforms.actions import bin_strings
+from armdata.schemas.output import image_bytes
+from armdata.transforms.actions import bin_strings
 
 OTHER, ACTION, DEPTH, TRACE = 0, 1, 2, 3
 IGNORE = -100

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from transforms.actions import NUM_BINS, VOCAB_SIZE, bin_strings
+from armdata.transforms.actions import NUM_BINS, VOCAB_SIZE, bin_strings
 
 DEPTH_CODES = 128
 DEPTH_TOKENS = ["<DEPTH_START>", "<DEPTH_END>"] + [f"<DEPTH_{i}>" for i in range(DEPTH_CODES)]

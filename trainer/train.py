@@ -1,7 +1,7 @@
 """Fine-tune a vision-language model on armdata shards to answer depth → trace → action.
 
 One process:  armdata train --data OUT1:0.6,OUT2:0.4 --out runs/x
-Many GPUs:    torchrun --nproc-per-node 8 -m trainer.train --data ... --out runs/x
+Many GPUs:    torchrun --nproc-per-node 8 -m armdata.trainer.train --data ... --out runs/x
 
 Read top to bottom: options, setup (distributed, model, tokens, data), then the loop —
 forward on answer tokens only, accumulate, clip, step, log, evaluate, checkpoint.
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainer.data import StreamingLoader, list_shards, loader_state, open_source, parse_data
-from trainer.metrics import EvalSums, add_batch
-from trainer.samples import IGNORE, Formatter, SampleOptions
-from trainer.tokens import add_answer_tokens, token_tables
+from armdata.trainer.data import StreamingLoader, list_shards, loader_state, open_source, parse_data
+from armdata.trainer.metrics import EvalSums, add_batch
+from armdata.trainer.samples import IGNORE, Formatter, SampleOptions
+from armdata.trainer.tokens import add_answer_tokens, token_tables
 
 log = logging.getLogger("trainer")
 
@@ -205,7 +205,7 @@ def evaluate(model: AnswerLoss, make_loader: Any, steps: int, device: str, ctx: 
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
     if args is None:
-        parser = argparse.ArgumentParser(prog="trainer.train", description=__doc__)
+        parser = argparse.ArgumentParser(prog="armdata.trainer.train", description=__doc__)
         add_arguments(parser)
         args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

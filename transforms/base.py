@@ -1,6 +1,6 @@
 """What every pipeline stage is: a small class that turns one canonical episode into another.
 
-A stage is plain Python (testable without Beam). `pipeline.graph` wraps each stage in one generic
+A stage is plain Python (testable without Beam). `armdata.pipeline.graph` wraps each stage in one generic
 DoFn that calls `setup()` once per worker, routes rejections to `rejected/` and turns the stage's
 `counters` into Beam metrics. Stages must keep `__init__` cheap and picklable: models are loaded
 in `setup()`, through `shared_model` so that threads of one worker share one copy.
@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from schemas.episode import Episode, Rejection
+from armdata.schemas.episode import Episode, Rejection
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.device import DEVICE_CHOICES, resolve_device
-from models.hub import DEFAULT_DEPTH_MODEL, SMALL_DEPTH_MODEL, VQVAE_FILE, VQVAE_REPO
-from models.provenance import describe_file, describe_model
-from schemas.config import ConfigError, DatasetConfig
-from schemas.episode import DataError, Episode, Rejection, decode_rgb, encode_png
-from transforms.base import Stage, shared_model
+from armdata.models.device import DEVICE_CHOICES, resolve_device
+from armdata.models.hub import DEFAULT_DEPTH_MODEL, SMALL_DEPTH_MODEL, VQVAE_FILE, VQVAE_REPO
+from armdata.models.provenance import describe_file, describe_model
+from armdata.schemas.config import ConfigError, DatasetConfig
+from armdata.schemas.episode import DataError, Episode, Rejection, decode_rgb, encode_png
+from armdata.transforms.base import Stage, shared_model
 
 if TYPE_CHECKING:
     import torch
@@ -62,8 +62,8 @@ def frames_to_codes(depth_net: Any, vqvae: Any,
     whether the model's depth was finite (B,), all still on the device."""
     import torch
 
-    from models.depth_anything import depth_to_u8, estimate_depth
-    from models.vqvae import vqvae_input
+    from armdata.models.depth_anything import depth_to_u8, estimate_depth
+    from armdata.models.vqvae import vqvae_input
 
     depth = estimate_depth(depth_net, frames)
     finite = torch.isfinite(depth).flatten(1).all(1)
@@ -105,8 +105,8 @@ class DepthStage(Stage):
         return state
 
     def setup(self) -> None:
-        from models.depth_anything import load_depth_model
-        from models.vqvae import load_vqvae
+        from armdata.models.depth_anything import load_depth_model
+        from armdata.models.vqvae import load_vqvae
 
         device = resolve_device(self.device_choice, "depth stage")
         if self.source == "model":
@@ -118,7 +118,7 @@ class DepthStage(Stage):
 
     def options(self) -> dict[str, Any]:
         """Depth source, model and VQ-VAE checkpoint (loaded once on the CPU to check it)."""
-        from models.vqvae import load_vqvae, resolve_checkpoint
+        from armdata.models.vqvae import load_vqvae, resolve_checkpoint
 
         checkpoint = resolve_checkpoint(self.vqvae_path)
         load_vqvae(str(checkpoint), "cpu")
@@ -170,8 +170,8 @@ class DepthStage(Stage):
                        problems: dict[int, str]) -> None:
         import torch
 
-        from models.depth_anything import depth_to_u8
-        from models.vqvae import vqvae_input
+        from armdata.models.depth_anything import depth_to_u8
+        from armdata.models.vqvae import vqvae_input
 
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self._device)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from schemas.config import MotionConfig
+from armdata.schemas.config import MotionConfig
 
 
 def ternarize(delta: Sequence[float], cfg: MotionConfig) -> np.ndarray:

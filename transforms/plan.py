@@ -180,8 +180,3 @@ def compose_reasoning(fields: dict[str, str | None]) -> str:
     if unknown:
         raise ValueError(f"unknown reasoning tags {sorted(unknown)}")
     return " ".join(f"{tag}: {fields[tag]}" for tag in TAGS if fields.get(tag) is not None)
-
-
-def plan_text(remaining: Sequence[str]) -> str:
-    """The PLAN tag's value: the remaining plan steps, numbered."""
-    return " ".join(f"{i + 1}. {step}" for i, step in enumerate(remaining))

@@ -6,12 +6,12 @@ was made."""
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
-PROMPT_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPT_DIR = importlib.resources.files("armdata.prompts")   # installed as package data
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Reasoning stage: embodied chain-of-thought text per step (SPEC §7), from four parts.
 
-- motion: language motions from the state (the ECoT rule, `transforms.motion`), no model;
+- motion: language motions from the state (the ECoT rule, `armdata.transforms.motion`), no model;
   without a usable state they come from the canonical actions (`states_from_actions`).
 - caption: one VLM call per episode on its first kept frame, batched across episodes.
 - objects: an open-vocabulary detector prompted with the caption's phrases, batched over frames,
@@ -20,21 +20,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.captioner import DEFAULT_CAPTIONER_MODEL, ChatModel, check_model_location, \
+from armdata.models.captioner import DEFAULT_CAPTIONER_MODEL, ChatModel, check_model_location, \
     load_chat_model
-from models.detector import DEFAULT_OBJECTS_MODEL, Detector, caption_phrases, load_detector, \
-    serialize_objects
-from models.device import DEVICE_CHOICES, resolve_device
-from models.planner import EndpointClient, EndpointError
-from models.provenance import describe_model
-from transforms.prompts import Prompt, load_prompt
-from schemas.config import ConfigError, DatasetConfig, MotionConfig
-from schemas.episode import Episode, Rejection, decode_rgb
-from transforms.base import Stage, shared_model
-from transforms.motion import episode_motions, motion_runs, motion_states, states_from_actions
-from transforms.plan import Plan, PlanError, compose_reasoning, fallback_plan, parse_plan, \
-    plan_text, runs_text
-from transforms.trace import normalize_point
+from armdata.models.detector import DEFAULT_OBJECTS_MODEL, Detector, caption_phrases, load_detector
+from armdata.models.device import DEVICE_CHOICES, resolve_device
+from armdata.models.planner import EndpointClient, EndpointError
+from armdata.models.provenance import describe_model
+from armdata.transforms.prompts import Prompt, load_prompt
+from armdata.schemas.columns import normalize_point, plan_text, serialize_objects
+from armdata.schemas.config import ConfigError, DatasetConfig, MotionConfig
+from armdata.schemas.episode import Episode, Rejection, decode_rgb
+from armdata.transforms.base import Stage, shared_model
+from armdata.transforms.motion import episode_motions, motion_runs, motion_states, states_from_actions
+from armdata.transforms.plan import Plan, PlanError, compose_reasoning, fallback_plan, parse_plan, \
+    runs_text
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from PIL import Image
 
-from schemas.episode import DataError, Episode, Step, decode_rgb, encode_jpeg, encode_png
+from armdata.schemas.episode import DataError, Episode, Step, decode_rgb, encode_jpeg, encode_png
 
 Steps = Mapping[str, np.ndarray]
 Convert = Callable[[Steps, dict[str, Any], str], tuple[np.ndarray, np.ndarray]]
@@ -259,7 +259,7 @@ def generic(steps: Steps, options: dict[str, Any], action_key: str):
 def standardize_episode(raw: Mapping[str, Any], config: Any, episode_id: str) -> Episode:
     """Build the canonical `Episode` from `{"steps": {key: array}, "episode_metadata": {...}}`.
 
-    `config` is a `schemas.config.DatasetConfig`."""
+    `config` is a `armdata.schemas.config.DatasetConfig`."""
     steps: Steps = raw["steps"]
     keys = [config.image_key, config.instruction_key, config.state_key,
             config.wrist_image_key, config.depth_key]

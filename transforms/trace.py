@@ -22,16 +22,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.device import DEVICE_CHOICES, resolve_device
-from models.provenance import describe_file, describe_model
-from models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer, Localizer, \
+from armdata.models.device import DEVICE_CHOICES, resolve_device
+from armdata.models.provenance import describe_file, describe_model
+from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer, Localizer, \
     ManualLocalizer, PointingLocalizer, ProjectionLocalizer, arm_xyz, load_manual_points, \
     load_pointing_model
-from models.state_guide import StateGuide, refine_with_fit
-from models.trackers import AffineTracker, LKTracker, cotracker_from_hub
-from schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
-from schemas.episode import DataError, Episode, Rejection, decode_rgb
-from transforms.base import Stage, shared_model
+from armdata.models.state_guide import StateGuide, refine_with_fit
+from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub
+from armdata.schemas.columns import normalize_point
+from armdata.schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
+from armdata.schemas.episode import DataError, Episode, Rejection, decode_rgb
+from armdata.transforms.base import Stage, shared_model
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,6 @@ def trace_indices(valid_steps: Sequence[int], i: int) -> list[int]:
     if future:
         return list(future)
     return [valid_steps[start - 1]] if start > 0 else []
-
-
-def normalize_point(x: float, y: float, width: int, height: int) -> list[int]:
-    """Pixels → [0, 255]: `min(255, round(x * 256 / width))` (and y with height), floored at 0."""
-    return [max(0, min(255, round(x * 256 / width))), max(0, min(255, round(y * 256 / height)))]
 
 
 def episode_traces(xy: np.ndarray, valid: np.ndarray, width: int, height: int
@@ -170,7 +166,7 @@ def localize_and_track(localizer: Localizer, tracker: Any, clip: Clip, arm: ArmC
                        state_guide: bool = True) -> tuple[np.ndarray, np.ndarray, int] | None:
     """(xy (T, 2), visible (T,), positions replaced by the state fit) for one arm, or None when
     the localizer finds nothing. With `state_guide`, a tracker that takes a guide is told where
-    the state xyz puts the gripper (`models.state_guide`), and the visible positions are
+    the state xyz puts the gripper (`armdata.models.state_guide`), and the visible positions are
     replaced by a whole-episode fit of the state where it explains them to tracking noise."""
     T = len(clip.frames)
     if tracker is None:   # the localizer on every frame

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from schemas.config import DatasetConfig
-from schemas.episode import Episode, Rejection, Step, check_image
-from transforms.base import Stage
+from armdata.schemas.config import DatasetConfig
+from armdata.schemas.episode import Episode, Rejection, Step, check_image
+from armdata.transforms.base import Stage
 
 
 def image_size(data: bytes | None, what: str) -> tuple[int, int]:

@@ -1,0 +1,17 @@
+"""Entry point of the local Beam worker processes (`--direct_running_mode=multi_processing`):
+Beam's own worker, with armdata's logging set up first so that library chatter and per-slice
+progress stay quiet unless the launcher was run with --verbose (see `armdata.logs`)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from armdata import logs
+
+if __name__ == "__main__":
+    # Per-slice progress is the launcher's progress bar; workers only report problems.
+    logs.configure(logs.is_verbose(), level=logging.WARNING)
+    from apache_beam.runners.worker import sdk_worker_main
+
+    sdk_worker_main.main(sys.argv)
+    logs.exit_now(0)   # the harness has finished and flushed every bundle

@@ -1,0 +1,1 @@
+"""Subcommands of `armdata`, one module each, exposing `register(subparsers)`."""

@@ -1,0 +1,103 @@
+"""`armdata depth-tokens`: the 100 depth codes of image files.
+
+An 8-bit single-channel PNG is taken as a depth map and tokenized directly; any other image is an
+RGB frame whose depth is estimated first (Depth Anything V2), exactly as the depth stage does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from armdata.models.depth_anything import depth_to_u8, estimate_depth, load_depth_model
+from armdata.models.device import DEVICE_CHOICES, resolve_device
+from armdata.models.hub import DEFAULT_DEPTH_MODEL
+from armdata.models.vqvae import load_vqvae, vqvae_input
+from armdata.pipeline.errors import UsageError
+from armdata.schemas.output import depth_text
+
+ENCODE_BATCH = 64
+
+
+def read_image(path: str) -> tuple[str, np.ndarray]:
+    """("depth_map", (H, W) uint8) for an 8-bit single-channel image, else ("rgb", (H, W, 3))."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "L":
+                return "depth_map", np.array(img)
+            if img.mode in ("I", "I;16", "I;16B", "F"):
+                raise ValueError(f"{img.mode} image: convert the depth map to 8 bit "
+                                 f"(SPEC §2 min-max) first")
+            return "rgb", np.array(img.convert("RGB"))
+    except OSError as exc:
+        raise ValueError(f"cannot read image: {exc}") from exc
+
+
+def tokenize_files(files: list[str], vqvae_path: str | None, depth_model: str,
+                   device: torch.device) -> list[dict[str, Any]]:
+    """One result per file, in order: {file, source, codes, tokens} or {file, error}."""
+    vqvae = load_vqvae(vqvae_path, device)
+    depth_net = None
+    results: list[dict[str, Any]] = []
+    inputs: list[torch.Tensor] = []       # (1, 1, 320, 320) per tokenizable file
+    owners: list[int] = []
+    with torch.inference_mode():
+        for path in files:
+            try:
+                kind, array = read_image(path)
+            except ValueError as exc:
+                results.append({"file": path, "error": str(exc)})
+                continue
+            x = torch.from_numpy(array).to(device).unsqueeze(0)
+            if kind == "rgb":
+                if depth_net is None:
+                    depth_net = load_depth_model(depth_model, device)
+                x = depth_to_u8(estimate_depth(depth_net, x))
+            inputs.append(vqvae_input(x))
+            owners.append(len(results))
+            results.append({"file": path, "source": kind})
+        for start in range(0, len(inputs), ENCODE_BATCH):
+            codes = vqvae.encode(torch.cat(inputs[start:start + ENCODE_BATCH])).cpu().numpy()
+            for owner, row in zip(owners[start:start + ENCODE_BATCH], codes):
+                results[owner].update(codes=row.tolist(), tokens=depth_text(row))
+    return results
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "depth-tokens", help="depth tokens of depth maps (8-bit PNG) or RGB images",
+        description="Print the 100 depth codes (SPEC §2) of each file: an 8-bit single-channel "
+                    "PNG is tokenized as a depth map, an RGB image gets its depth estimated "
+                    "first.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--vqvae", default=None,
+                   help="VQ-VAE checkpoint (default: vae-final.pt from allenai/MolmoAct-7B-D-0812)")
+    p.add_argument("--depth-model", default=DEFAULT_DEPTH_MODEL,
+                   help=f"Depth Anything V2 Hub id or local dir for RGB inputs "
+                        f"(default {DEFAULT_DEPTH_MODEL})")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of {file, source, codes, tokens} (or {file, error})")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        device = resolve_device(args.device, "depth-tokens")
+        results = tokenize_files(args.files, args.vqvae, args.depth_model, device)
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:   # models that cannot load
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(results))
+    for r in results:
+        if "error" in r:
+            print(f"{r['file']}: error: {r['error']}", file=sys.stderr)
+        elif not args.json:
+            print(f"{r['file']}\t{r['tokens']}")
+    return 1 if any("error" in r for r in results) else 0

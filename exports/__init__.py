@@ -1,0 +1,1 @@
+"""Exporters: a finished build in another trainer's layout, one module per format."""

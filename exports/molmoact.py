@@ -1,0 +1,73 @@
+"""MolmoAct fine-tuning layout (SPEC §6): a `datasets.save_to_disk` directory with the columns
+`language_instruction`, `depth` (depth text form), `trace` (`[[x, y], ...]`), `processed_action`
+(JSON `{"chunked_action": <chunk text form>}`), `image`, `wrist_image`, plus the build's
+`dataset_statistics.json` in the same directory.
+
+Every row needs depth and trace: a build without the depth or trace stage is refused, and rows the
+stages left null (e.g. a corrupt frame) are skipped and counted in the summary, never written
+with an empty value."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any, Iterator
+
+from armdata.pipeline.sinks import storage
+from armdata.exports.rows import ExportError, iter_rows, require_empty
+from armdata.pipeline.sinks.manifest import load_manifest
+from armdata.schemas.output import image_bytes
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["instruction", "depth_tokens", "trace_text", "action_chunk", "image", "wrist_image"]
+
+
+def molmoact_row(row: dict[str, Any]) -> dict[str, Any]:
+    def image(cell: Any) -> dict[str, Any] | None:
+        data = image_bytes(cell)
+        return None if data is None else {"bytes": data, "path": None}
+
+    return {"language_instruction": row["instruction"], "depth": row["depth_tokens"],
+            "trace": row["trace_text"],
+            "processed_action": json.dumps({"chunked_action": row["action_chunk"]}),
+            "image": image(row["image"]), "wrist_image": image(row["wrist_image"])}
+
+
+def export_molmoact(dataset_dir: str, out: str) -> dict[str, Any]:
+    import datasets
+
+    manifest = load_manifest(dataset_dir)
+    missing = [s for s in ("depth", "trace") if s not in manifest["stages"]]
+    if missing:
+        raise ExportError(f"{dataset_dir} was built without the {' and '.join(missing)} "
+                          f"stage(s) MolmoAct needs; rebuild with --stages actions,depth,trace")
+    require_empty(out)
+    skipped = {"no_depth": 0, "no_trace": 0}
+    written = 0
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal written
+        for row in iter_rows(dataset_dir, COLUMNS):
+            if row["depth_tokens"] is None:
+                skipped["no_depth"] += 1
+            elif row["trace_text"] is None:
+                skipped["no_trace"] += 1
+            else:
+                written += 1
+                yield molmoact_row(row)
+
+    features = datasets.Features({
+        "language_instruction": datasets.Value("string"), "depth": datasets.Value("string"),
+        "trace": datasets.Value("string"), "processed_action": datasets.Value("string"),
+        "image": datasets.Image(), "wrist_image": datasets.Image()})
+    with tempfile.TemporaryDirectory(prefix="armdata-molmoact-") as cache:
+        ds = datasets.Dataset.from_generator(rows, features=features, cache_dir=cache)
+        ds.save_to_disk(out)
+    with open(os.path.join(out, "dataset_statistics.json"), "wb") as f:
+        f.write(storage.read_bytes(storage.join(dataset_dir, "dataset_statistics.json")))
+    if any(skipped.values()):
+        log.warning("skipped rows without depth/trace: %s", skipped)
+    return {"format": "molmoact", "out": out, "rows": written, "skipped": skipped,
+            "source_rows": manifest["counts"]["steps_out"]}

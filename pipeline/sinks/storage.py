@@ -1,0 +1,251 @@
+"""File access for local paths and object stores (gs://, s3://) through Beam's FileSystems,
+plus the staging/publish protocol: a build writes everything under a staging prefix and moves it
+to the output only after the job succeeded, so a crashed run never looks complete; the previous
+output is moved aside (never deleted) until the new one is in place; one build at a time holds
+an output's lock."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from typing import IO, Callable, Iterator
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from armdata.pipeline.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+STAGING_MARK = ".armdata-staging-"
+PREVIOUS_MARK = ".armdata-previous-"   # the replaced output, until the new one is in place
+LOCK_SUFFIX = ".armdata-lock"
+MANIFEST = "manifest.json"
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def join(base: str, *parts: str) -> str:
+    return FileSystems.join(base, *parts)
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def list_files(prefix: str) -> list[str]:
+    """All files below a directory/prefix, sorted."""
+    if is_local(prefix):
+        if not os.path.isdir(prefix):
+            return []
+        return sorted(os.path.join(r, f) for r, _, fs in os.walk(prefix) for f in fs)
+    pattern = prefix.rstrip("/") + "/**"
+    return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+
+
+def is_nonempty_dir(path: str) -> bool:
+    return bool(list_files(path))
+
+
+def open_write(path: str) -> IO[bytes]:
+    if is_local(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+@contextlib.contextmanager
+def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
+    """Write a file that readers see whole or not at all: locally under a temporary name, renamed
+    when complete; on object stores an object only appears once its upload completed."""
+    if not is_local(path):
+        with open_write(path) as f:
+            yield f
+        return
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with open_write(tmp) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def size(path: str) -> int | None:
+    """The size of a file in bytes, None if it does not exist."""
+    if is_local(path):
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    if not exists(path):
+        return None
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
+def open_read(path: str) -> IO[bytes]:
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with open_write(path) as f:
+        f.write(data)
+
+
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as f:
+        return f.read()
+
+
+def delete_tree(prefix: str) -> None:
+    if is_local(prefix):
+        shutil.rmtree(prefix, ignore_errors=True)
+        return
+    files = list_files(prefix)
+    if files:
+        FileSystems.delete(files)
+
+
+def staging_dir(output: str) -> str:
+    return output.rstrip("/") + STAGING_MARK + uuid.uuid4().hex[:12]
+
+
+def is_armdata_output(path: str) -> bool:
+    """A directory armdata published: it has our manifest.json (written last)."""
+    return exists(join(path, MANIFEST))
+
+
+def contains(outer: str, inner: str) -> bool:
+    """Whether `inner` is `outer` or lies below it."""
+    if is_local(outer) != is_local(inner):
+        return False
+    if is_local(outer):
+        outer, inner = os.path.realpath(outer), os.path.realpath(inner)
+        return os.path.commonpath([outer, inner]) == outer
+    outer, inner = outer.rstrip("/") + "/", inner.rstrip("/") + "/"
+    return inner.startswith(outer)
+
+
+def _rename_tree(src: str, dst: str, last: str | None = None) -> None:
+    """Move every file below `src` to the same place below `dst` (`last` moved last)."""
+    if is_local(src):
+        os.replace(src, dst)
+        return
+    files = list_files(src)
+    final = [f for f in files if last is not None and f.endswith("/" + last)]
+    for group in ([f for f in files if f not in final], final):
+        if group:
+            FileSystems.rename(group, [dst.rstrip("/") + f[len(src.rstrip("/")):] for f in group])
+
+
+def publish(staging: str, output: str) -> None:
+    """Move a finished staging directory to `output`. An existing output is first moved aside
+    (locally one rename) and deleted only once the new one is in place; if the move fails it is
+    put back. On object stores `manifest.json` is moved last, so readers that wait for it never
+    see a partial dataset."""
+    previous = None
+    if (os.path.exists(output) if is_local(output) else is_nonempty_dir(output)):
+        previous = output.rstrip("/") + PREVIOUS_MARK + uuid.uuid4().hex[:12]
+        _rename_tree(output, previous, last=MANIFEST)
+    try:
+        _rename_tree(staging, output, last=MANIFEST)
+    except BaseException:
+        if previous is not None:
+            log.error("publishing failed; putting the previous output back from %s", previous)
+            delete_tree(output)
+            _rename_tree(previous, output, last=MANIFEST)
+        raise
+    if previous is not None:
+        delete_tree(previous)
+
+
+def _lock_holder() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+@contextlib.contextmanager
+def output_lock(output: str) -> Iterator[Callable[[], None]]:
+    """Hold `OUTPUT.armdata-lock` while building; a second build to the same output fails with
+    UsageError naming the holder. Locally an flock (released by the kernel if the process dies);
+    on object stores a token file, checked again by the yielded function before publishing."""
+    path = output.rstrip("/") + LOCK_SUFFIX
+    if not is_local(output):
+        if exists(path):
+            raise UsageError(f"another build is writing to {output} ({read_bytes(path).decode()}"
+                             f"); if none is running, delete {path}")
+        token = f"{_lock_holder()} token {uuid.uuid4().hex}"
+        write_bytes(path, token.encode())
+
+        def still_ours() -> None:
+            if not exists(path) or read_bytes(path).decode() != token:
+                raise UsageError(f"another build took the lock {path} of {output}; "
+                                 f"not publishing over it")
+        try:
+            yield still_ours
+        finally:
+            if exists(path) and read_bytes(path).decode() == token:
+                FileSystems.delete([path])
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace") or "unknown"
+            os.close(fd)
+            raise UsageError(f"another build is writing to {output} ({holder}); wait for it "
+                             f"or choose another --output") from None
+        try:   # the holder may have removed the file between our open and our lock
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, _lock_holder().encode())
+    try:
+        yield lambda: None
+    finally:
+        os.unlink(path)
+        os.close(fd)
+
+
+class HashingWriter:
+    """A write-only file wrapper that computes the sha256 of what passes through."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        data = bytes(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+            self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
