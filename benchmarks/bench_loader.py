@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 def prepare(work: Path) -> tuple[Path, Path]:
     from armdata.testing.synthetic import write_synthetic_rlds
-    from armdata.tests.conftest import SHARED, build
+    from tests.conftest import SHARED, build
     from armdata.testing.tiny_vlm import save_tiny_vlm
 
     src = write_synthetic_rlds(work / "src", num_episodes=12, num_steps=20, image_size=(128, 128),

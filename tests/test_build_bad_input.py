@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from armdata.testing.synthetic import write_synthetic_rlds
-from armdata.tests.conftest import REPO, armdata, build, read_rows, rejected
+from tests.conftest import REPO, armdata, build, read_rows, rejected
 
 FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "inf_state", 4: "missing_instruction",
           5: "empty", 6: "short"}

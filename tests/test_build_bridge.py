@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 import yaml
 
-from armdata.tests.conftest import build, read_rows
+from tests.conftest import build, read_rows
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from PIL import Image
 from armdata.models.camera import project_points
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.output import image_bytes
-from armdata.tests.conftest import SHARED, armdata, build, read_rows, rejected
+from tests.conftest import SHARED, armdata, build, read_rows, rejected
 from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
 GOLDEN_VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"

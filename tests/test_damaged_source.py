@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from armdata.testing.synthetic import write_synthetic_rlds
-from armdata.tests.conftest import build, read_rows, rejected
+from tests.conftest import build, read_rows, rejected
 
 EPISODES, SHARDS = 9, 3
 

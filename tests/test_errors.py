@@ -20,7 +20,7 @@ from armdata.pipeline.errors import UsageError
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.config import load_config
 from armdata.schemas.episode import DataError, Episode, Step
-from armdata.tests.conftest import REPO, armdata, build
+from tests.conftest import REPO, armdata, build
 from armdata.testing.synthetic_video import make_video, write_frames
 from armdata.testing.tiny_models import make_depth_assets, make_tiny_vqvae
 from armdata.pipeline.resume import Pending

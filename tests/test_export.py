@@ -11,8 +11,8 @@ import pytest
 from armdata.commands.export import EXPORTERS
 from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, plan_lerobot
 from armdata.schemas.output import image_bytes
-from armdata.tests.conftest import armdata, build, read_rows
-from armdata.tests.test_build_stages import CPU
+from tests.conftest import armdata, build, read_rows
+from tests.test_build_stages import CPU
 from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
 EPISODES = 3

@@ -15,7 +15,7 @@ from armdata.pipeline.sources.rlds import SourceError
 from armdata.schemas.episode import decode_rgb
 from armdata.schemas.output import image_bytes
 from armdata.testing import lerobot_data
-from armdata.tests.conftest import armdata, build, read_rows
+from tests.conftest import armdata, build, read_rows
 
 LENGTHS = [7, 5, 9]
 

@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 from armdata.schemas.config import ConfigError, MotionConfig, parse_motion
 from armdata.transforms.motion import episode_motions, motion_label, motion_runs, motion_states, \
     states_from_actions, ternarize
-from armdata.tests.conftest import build, read_rows
+from tests.conftest import build, read_rows
 
 CFG = MotionConfig()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from armdata.tests.conftest import REPO, build
+from tests.conftest import REPO, build
 
 TIMEOUT_S = 480
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from armdata.tests.conftest import armdata, build
-from armdata.tests.fake_hub import FakeHub
+from tests.conftest import armdata, build
+from tests.fake_hub import FakeHub
 
 TOKEN = "hf_test_secret_token_123"
 

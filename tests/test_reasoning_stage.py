@@ -15,7 +15,7 @@ import pytest
 from armdata.schemas.columns import parse_objects
 from armdata.models.planner import EndpointClient, EndpointError
 from armdata.schemas.episode import Episode, Step, encode_jpeg
-from armdata.tests.conftest import armdata, build, read_rows
+from tests.conftest import armdata, build, read_rows
 from armdata.testing.tiny_reasoning import save_tiny_chat_vlm, save_tiny_detector
 from armdata.transforms.plan import TAGS
 from armdata.transforms.reasoning import ReasoningStage

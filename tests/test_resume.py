@@ -20,7 +20,7 @@ from armdata.pipeline import resume
 from armdata.pipeline.sinks import writer
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.episode import Rejection
-from armdata.tests.conftest import REPO, LOCAL_BEAM, build
+from tests.conftest import REPO, LOCAL_BEAM, build
 from armdata.testing.tiny_models import make_tiny_vqvae
 
 EPISODES, STEPS = 10, 6

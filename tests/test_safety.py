@@ -14,7 +14,7 @@ import torch
 
 from armdata.pipeline.sinks import storage
 from armdata.testing.synthetic import write_synthetic_rlds
-from armdata.tests.conftest import REPO, armdata, build, rejected
+from tests.conftest import REPO, armdata, build, rejected
 from armdata.testing.tiny_models import make_tiny_vqvae
 
 FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "empty", 4: "missing_instruction"}
@@ -247,7 +247,7 @@ def test_manifest_and_card_record_stage_options(source, vqvae, tmp_path):
 # --- the demo keeps what it made -----------------------------------------------------------------
 
 def test_demo_keeps_its_output_and_writes_previews(vqvae, tmp_path, capsys):
-    from armdata.tests.conftest import LOCAL_BEAM
+    from tests.conftest import LOCAL_BEAM
 
     work = tmp_path / "demo"
     args = ["demo", "--workdir", work, "--episodes", "2", "--steps", "4", "--size", "48",

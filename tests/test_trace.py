@@ -13,7 +13,7 @@ from armdata.schemas.config import ArmConfig, CameraConfig, ConfigError, load_co
 from armdata.testing.synthetic import gripper_pixels, render_episode
 from armdata.schemas.episode import Episode, Step, encode_jpeg
 from armdata.schemas.output import episode_table
-from armdata.tests.conftest import REPO
+from tests.conftest import REPO
 from armdata.testing.synthetic_video import make_hard_video, make_video, video_episode
 from armdata.schemas.columns import normalize_point
 from armdata.transforms.trace import TraceStage, add_build_arguments, episode_traces, \

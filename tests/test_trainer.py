@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from armdata.testing.synthetic import write_synthetic_rlds
-from armdata.tests.conftest import REPO, SHARED, armdata, build
+from tests.conftest import REPO, SHARED, armdata, build
 from armdata.trainer.data import Mixture, RowStream, StreamingLoader, open_source, parse_data, split_units
 from armdata.trainer.predict import answer_text, parse_answer
 from armdata.schemas.output import image_bytes
