@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from armdata.models.vqvae import NUM_CODES, VQVAE, EMACodebook, load_vqvae, vqvae_input
-from armdata.pipeline import train_vqvae as tv
+from armdata.commands import train_vqvae as tv
 from armdata.schemas.episode import encode_png
 from armdata.schemas.output import IMAGE, image_cell
 from armdata.testing.tiny_models import synthetic_depth_maps
