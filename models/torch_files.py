@@ -30,6 +30,11 @@ def checkpoint_problem(exc: Exception, refused_hint: str = "") -> str:
     text = str(exc)
     unpickler = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed| Please|\n\n|$)",
                           text, re.S)
+    # torch words a global from a blocked module (os, subprocess, ...) differently.
+    blocked = re.search(r"unsupported (GLOBAL \S+) whose module \S+ is blocked", text)
+    if blocked:
+        return (f"it contains Python objects that weights-only loading refuses (Unsupported "
+                f"global: {blocked.group(1)}){refused_hint}")
     if unpickler:
         what = " ".join(unpickler.group(1).split())
         if what.startswith("Unsupported global"):
