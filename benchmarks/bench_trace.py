@@ -86,6 +86,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--pointing-batch-size", type=int, default=8)
     parser.add_argument("--cotracker-repo", help="local clone of facebookresearch/co-tracker")
+    parser.add_argument("--trust-cotracker-code", action="store_true",
+                        help="without --cotracker-repo: let torch.hub run co-tracker's GitHub code")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -105,11 +107,12 @@ def main() -> int:
                       lambda c: localize_and_track(projection, lk, c, ARM), device)
     ratio(tracked, every)
     try:
-        cotracker = cotracker_from_hub(args.cotracker_repo, device)
+        cotracker = cotracker_from_hub(args.cotracker_repo, device,
+                                       trust_code=args.trust_cotracker_code)
         co = measure("projection + cotracker3", data,
                      lambda c: localize_and_track(projection, cotracker, c, ARM), device)
         ratio(co, every)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:   # not loadable, or GitHub code not trusted
         print(f"cotracker3 not measured: {str(exc).splitlines()[0][:160]}")
 
     from armdata.testing.tiny_pointing import tiny_pointing_model

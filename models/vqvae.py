@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from armdata.models.hub import VQVAE_FILE, VQVAE_REPO
+from armdata.models.torch_files import load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -187,28 +187,11 @@ def resolve_checkpoint(path: str | None) -> Path:
             f"with --vqvae PATH") from exc
 
 
-def checkpoint_problem(exc: Exception) -> str:
-    """torch.load's multi-paragraph error in a few words."""
-    text = str(exc)
-    unpickler = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed| Please|\n\n|$)",
-                          text, re.S)
-    if unpickler:
-        what = " ".join(unpickler.group(1).split())
-        if what.startswith("Unsupported global"):
-            return (f"it contains Python objects that weights-only loading refuses ({what}); "
-                    f"save only tensors in a {{'weights': state_dict}} dict")
-        return f"not a torch checkpoint ({what})"
-    return " ".join(text.split()[:30]) or type(exc).__name__
-
-
 def load_vqvae(path: str | None, device: str | torch.device = "cpu") -> VQVAE:
     """Load a `{"weights": state_dict}` checkpoint (keys with or without `module.`), eval mode."""
     ckpt_path = resolve_checkpoint(path)
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as exc:   # not a torch file, truncated, or refused by weights-only loading
-        raise ValueError(f"{ckpt_path}: cannot load the VQ-VAE checkpoint: "
-                         f"{checkpoint_problem(exc)}") from exc
+    ckpt = load_weights_only(ckpt_path, "VQ-VAE checkpoint",
+                             refused_hint="; save only tensors in a {'weights': state_dict} dict")
     if not isinstance(ckpt, dict) or "weights" not in ckpt:
         raise ValueError(f"{ckpt_path}: expected a dict with a 'weights' state dict")
     model = VQVAE()

@@ -315,3 +315,55 @@ def test_inspect_on_a_truncated_shard_is_one_line(published, tmp_path, capsys):
     assert armdata("inspect", copy) == 2
     err = capsys.readouterr().err
     assert "is not a readable shard" in err and len(err.strip().splitlines()) == 1, err
+
+# --- issue 17, trainer and model loading: no code runs unless the user chose it -----------------
+
+@pytest.fixture
+def hub_calls(monkeypatch):
+    """torch.hub.load recorded instead of run (no network, no CoTracker code here)."""
+    calls = []
+
+    def load(repo, model, **kwargs):
+        calls.append((repo, model, kwargs))
+        raise RuntimeError("no CoTracker in the tests")
+
+    monkeypatch.setattr(torch.hub, "load", load)
+    return calls
+
+
+def test_cotracker_from_github_needs_trust_cotracker_code(hub_calls, tmp_path):
+    from armdata.models.trackers import load_cotracker
+    from armdata.schemas.config import CameraConfig
+    from armdata.transforms.trace import TraceStage
+
+    camera = CameraConfig("episode_metadata/k", "episode_metadata/t")
+    for repo in (None, "someone/co-tracker"):
+        with pytest.raises(ValueError, match="pass --trust-cotracker-code"):
+            load_cotracker(repo, "offline")
+    assert hub_calls == []                       # refused before torch.hub saw it
+    with pytest.raises(ValueError, match="--trust-cotracker-code"):
+        TraceStage(localizer="projection", tracker="cotracker3", camera=camera).options()
+    trusted = TraceStage(localizer="projection", tracker="cotracker3", camera=camera,
+                         trust_cotracker_code=True).options()
+    assert trusted["cotracker"]["trust_code"] is True          # recorded in the manifest
+    clone = tmp_path / "co-tracker"
+    clone.mkdir()
+    local = TraceStage(localizer="projection", tracker="cotracker3", camera=camera,
+                       cotracker_repo=str(clone)).options()
+    assert local["cotracker"] == {"repo": str(clone), "offline_max_frames": 200,
+                                  "trust_code": False}
+    for repo, trust in ((str(clone), False), (None, True)):
+        with pytest.raises(RuntimeError, match="cannot load CoTracker3"):
+            load_cotracker(repo, "online", trust)
+    assert [(c[0], c[2]["source"], c[2]["trust_repo"]) for c in hub_calls] == [
+        (str(clone), "local", False), ("facebookresearch/co-tracker", "github", True)]
+
+
+def test_track_cli_refuses_github_cotracker_in_one_line(hub_calls, tmp_path, capsys):
+    from armdata.testing.synthetic_video import make_video, write_frames
+
+    frames = write_frames(make_video(0, num_frames=3), tmp_path / "f")
+    assert armdata("track", frames, "--point", "5,5", "--tracker", "cotracker3",
+                   "--device", "cpu") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--trust-cotracker-code" in err[0] and hub_calls == []

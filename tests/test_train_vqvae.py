@@ -188,3 +188,28 @@ def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train-vqvae", str(tmp_path), "--out", str(tmp_path / "o"), "--device",
                  "cpu"]) == 2
     assert "neither a built dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["pickle", "truncated", "not_a_state"])
+def test_resume_from_a_refused_state_is_one_line(tmp_path: Path, png_dir: Path,
+                                                 capsys: pytest.CaptureFixture, kind: str) -> None:
+    """A crafted, cut or foreign train_state.pt: one error line, exit 2, no traceback."""
+    from armdata.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    state = out / "train_state.pt"
+    if kind == "pickle":
+        torch.save({"weights": {}, "epoch": 1, "optimizer": argparse.Namespace(lr=1)}, state)
+    elif kind == "truncated":
+        torch.save({"weights": VQVAE().state_dict(), "epoch": 1, "optimizer": {}}, state)
+        state.write_bytes(state.read_bytes()[:5000])
+    else:
+        torch.save({"weights": VQVAE().state_dict()}, state)
+    assert main(["train-vqvae", str(png_dir), "--out", str(out), "--device", "cpu",
+                 "--epochs", "1", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("armdata train-vqvae: error: ") and str(state) in err[0]
+    assert {"pickle": "weights-only loading refuses", "truncated": "cannot load the training state",
+            "not_a_state": "not a train-vqvae training state"}[kind] in err[0]
+    assert not (out / "vqvae.pt").exists()

@@ -3,6 +3,7 @@ architecture, real Qwen2 tokenizer built offline): loader splitting, mixture, re
 the sample format's round trip; overfitting + predict; exact resume; DDP (slow)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -312,3 +313,108 @@ def test_lora_resumes_and_saves_a_merged_model(built, tiny, tmp_path):
     q = next(k for k in base if k.endswith("self_attn.q_proj.weight"))
     norm = next(k for k in base if k.endswith("layernorm.weight") or k.endswith("norm.weight"))
     assert not torch.equal(merged[q], base[q]) and torch.equal(merged[norm], base[norm])
+
+
+# --- issue 17, trainer and model loading: --out, --resume and weights-only training state ------
+
+RUN = ["--model", None, *SMALL, "--micro-batch", "1", "--workers", "0", "--lr", "1e-3",
+       "--warmup", "1", "--max-steps", "2", "--save-every", "1", "--eval-every", "100",
+       "--holdout-shards", "0", "--log-every", "1"]
+
+
+def run_args(built: Path, tiny: Path, out: Path, *extra) -> list:
+    return ["train", "--data", built, *[tiny if a is None else a for a in RUN], "--out", out, *extra]
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(built, tiny, tmp_path_factory) -> Path:
+    """A finished 2-step run with checkpoints after steps 1 and 2."""
+    out = tmp_path_factory.mktemp("safety_run") / "run"
+    assert armdata(*run_args(built, tiny, out)) == 0
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_00000001",
+                                                                         "step_00000002"]
+    return out
+
+
+class RunsCode:
+    """Unpickling this calls os.system: what a crafted state.pt can do under weights_only=False."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_crafted_training_state_never_runs(two_checkpoints, built, tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(two_checkpoints, out)
+    shutil.rmtree(out / "checkpoints" / "step_00000001")
+    ckpt = out / "checkpoints" / "step_00000002"
+    marker = tmp_path / "pwned"
+    torch.save({"step": 2, "optimizer": RunsCode(marker)}, ckpt / "state.pt")
+    # The attacker also rewrites the checksums (where listed): weights-only loading must refuse.
+    listing = ckpt / "checkpoint.json"
+    if listing.exists():
+        meta = json.loads(listing.read_text())
+        meta["files"]["state.pt"] = {"size": (ckpt / "state.pt").stat().st_size, "sha256":
+                                     hashlib.sha256((ckpt / "state.pt").read_bytes()).hexdigest()}
+        listing.write_text(json.dumps(meta))
+    capsys.readouterr()
+    try:
+        code = armdata(*run_args(built, tiny, out, "--resume"))
+    finally:
+        assert not marker.exists(), "unpickling the training state ran code"
+    assert code == 2
+    line = error_line(capsys)
+    assert line.startswith("armdata train: error: --resume: no usable checkpoint")
+    assert "weights-only loading refuses" in line and "posix.system" in line
+
+
+def test_resume_falls_back_past_a_truncated_checkpoint(two_checkpoints, built, tiny, tmp_path,
+                                                       caplog):
+    out = tmp_path / "run"
+    shutil.copytree(two_checkpoints, out)
+    for name in ("state.pt", "model/model.safetensors"):
+        cut = out / "checkpoints" / "step_00000002" / name
+        cut.write_bytes(cut.read_bytes()[:100])
+    shutil.rmtree(out / "model")
+    with caplog.at_level("INFO", logger="trainer"):
+        assert armdata(*run_args(built, tiny, out, "--resume")) == 0
+    assert "skipping step_00000002" in caplog.text and "truncated" in caplog.text
+    assert "resumed from" in caplog.text and "step_00000001 at step 1" in caplog.text
+    # Step 2 trained again from step 1: the same weights as the uninterrupted run's.
+    wa, wb = weights(two_checkpoints / "model"), weights(out / "model")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_refuses_another_runs_checkpoint(two_checkpoints, built, tiny, capsys):
+    before = sorted(p.name for p in two_checkpoints.rglob("*"))
+    capsys.readouterr()
+    assert armdata(*run_args(built, tiny, two_checkpoints, "--resume", "--lr", "2e-3",
+                             "--seed", "1")) == 2
+    line = error_line(capsys)
+    assert "belongs to another run" in line and "--lr 0.001 there, 0.002 here" in line
+    assert "--seed 0 there, 1 here" in line
+    assert sorted(p.name for p in two_checkpoints.rglob("*")) == before
+
+
+def test_fresh_run_into_a_used_out_is_refused(two_checkpoints, built, tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(two_checkpoints, out)
+    capsys.readouterr()
+    assert armdata(*run_args(built, tiny, out)) == 2
+    assert "is not empty" in error_line(capsys) and (out / "checkpoints").exists()
+    (out / "notes.txt").write_text("mine")
+    assert armdata(*run_args(built, tiny, out, "--overwrite")) == 2
+    line = error_line(capsys)
+    assert "notes.txt was not written by armdata train" in line
+    assert (out / "checkpoints").exists() and (out / "notes.txt").exists()
+    assert armdata(*run_args(built, tiny, out, "--overwrite", "--resume")) == 2
+    assert "choose one" in error_line(capsys)

@@ -209,3 +209,20 @@ def test_restart_reseeds_only_dead_codes() -> None:
 def test_decoded_to_u8_clamps() -> None:
     recon = torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0]).view(1, 1, 1, 5)
     assert vq.decoded_to_u8(recon).tolist() == [[[0, 0, 128, 255, 255]]]
+
+
+def test_a_truncated_checkpoint_message_ends_on_a_sentence(tmp_path):
+    """torch.load's own paragraph is shortened to whole sentences, never cut mid-sentence."""
+    from armdata.models.torch_files import MAX_PROBLEM_CHARS, first_sentences
+
+    path = tmp_path / "cut.pt"
+    torch.save({"weights": VQVAE().state_dict()}, path)
+    path.write_bytes(path.read_bytes()[:4000])
+    with pytest.raises(Exception) as raw:
+        torch.load(path, weights_only=True)
+    torch_text = " ".join(str(raw.value).split())
+    with pytest.raises(ValueError) as refused:
+        load_vqvae(str(path))
+    problem = str(refused.value).split("cannot load the VQ-VAE checkpoint: ", 1)[1]
+    assert torch_text.startswith(problem) and torch_text[len(problem)] == "."
+    assert first_sentences("One. Two three. " + "x" * MAX_PROBLEM_CHARS + ".") == "One. Two three"

@@ -13,18 +13,18 @@ import json
 import logging
 import math
 import os
-import random
-import shutil
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
+from armdata.pipeline.errors import UsageError
+from armdata.trainer.checkpoint import (check_out, clear, find_resume, rng_state, run_identity,
+                                save_checkpoint, set_rng_state)
 from armdata.trainer.data import StreamingLoader, list_shards, loader_state, open_source, parse_data
 from armdata.trainer.metrics import EvalSums, add_batch
 from armdata.trainer.samples import IGNORE, Formatter, SampleOptions
@@ -75,7 +75,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--eval-batches", type=int, default=20)
     p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest valid checkpoint of the run in --out (same "
+                        "data, model and training options)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a non-empty --out: delete its checkpoints, metrics, "
+                        "tensorboard and model")
     p.add_argument("--stop-after", type=int,
                    help="stop (with a checkpoint) after this step; the schedule still spans "
                         "--max-steps (a job's time slice)")
@@ -123,38 +128,12 @@ def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    done = sorted((out / "checkpoints").glob("step_*"))   # temp dirs start with "."
-    return done[-1] if done else None
-
-
 def save_model(model: Any, processor: Any, path: Path, options: SampleOptions,
                stats: dict[str, Any]) -> None:
     model.save_pretrained(path, safe_serialization=True)
     processor.save_pretrained(path)
     (path / TRAINER_FILE).write_text(json.dumps(options.to_json(), indent=1))
     (path / STATS_FILE).write_text(json.dumps(stats, indent=1))
-
-
-def save_checkpoint(out: Path, step: int, model: Any, processor: Any, optimizer: Any,
-                    scheduler: Any, loader: dict[str, Any], options: SampleOptions,
-                    stats: dict[str, Any]) -> Path:
-    """Write to a temporary directory, then rename: a half-written checkpoint is never picked up."""
-    final = out / "checkpoints" / f"step_{step:08d}"
-    tmp = final.with_name("." + final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, processor, tmp / "model", options, stats)
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "loader": loader, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                                          "python": random.getstate(),
-                                          "cuda": torch.cuda.get_rng_state_all()
-                                          if torch.cuda.is_available() else None}},
-               tmp / "state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
 
 
 def load_model(name: str, resume: Path | None, lora: int, device: str) -> tuple[Any, Any]:
@@ -213,20 +192,35 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     distributed = "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if distributed else (0, 1)
     device = args.device
+    master = rank == 0
+    logging.basicConfig(level=logging.INFO if master else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    # Every rank checks --out and picks the checkpoint before any rank writes (process group
+    # start is a barrier), so all refuse alike.
+    stale = check_out(out, args.resume, args.overwrite)
+    # --- data -----------------------------------------------------------------------------------
+    specs = parse_data(args.data)
+    # Datasets with too few shards to hold some out train on all of them.
+    holdout = {p: 0 if args.eval_data or len(list_shards(p)) <= args.holdout_shards
+               else args.holdout_shards for p, _ in specs}
+    sources = [open_source(p, w, holdout[p]) for p, w in specs]
+    eval_sources = ([open_source(p, 1.0) for p, _ in parse_data(args.eval_data)] if args.eval_data
+                    else [open_source(p, 1.0, holdout[p], eval_part=True)
+                          for p, _ in specs if holdout[p]])
+    run = run_identity(args, world, sources, eval_sources)
+    found = find_resume(out, run) if args.resume else None
+    resume, state = found if found else (None, None)
     if distributed:
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    master = rank == 0
-    logging.basicConfig(level=logging.INFO if master else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = Path(args.out)
+    if master:
+        clear(stale)
+    if distributed:
+        dist.barrier()
     out.mkdir(parents=True, exist_ok=True)
-    resume = latest_checkpoint(out) if args.resume else None
-    if args.resume and resume is None:
-        log.warning("--resume: no checkpoint in %s, starting fresh", out / "checkpoints")
-    state = torch.load(resume / "state.pt", weights_only=False) if resume else None
 
     # --- model, tokens, samples -----------------------------------------------------------------
     torch.manual_seed(args.seed)
@@ -244,15 +238,6 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
             net, device_ids=[device] if device.startswith("cuda") else None,
             find_unused_parameters=True)   # e.g. a vision tower's pooler feeds no answer
 
-    # --- data -----------------------------------------------------------------------------------
-    specs = parse_data(args.data)
-    # Datasets with too few shards to hold some out train on all of them.
-    holdout = {p: 0 if args.eval_data or len(list_shards(p)) <= args.holdout_shards
-               else args.holdout_shards for p, _ in specs}
-    sources = [open_source(p, w, holdout[p]) for p, w in specs]
-    eval_sources = ([open_source(p, 1.0) for p, _ in parse_data(args.eval_data)] if args.eval_data
-                    else [open_source(p, 1.0, holdout[p], eval_part=True)
-                          for p, _ in specs if holdout[p]])
     stats = {k: v for s in sources + eval_sources for k, v in s.stats.items()}
     if master:
         log.info("train: %s; eval: %s", ", ".join(f"{s.root} ({s.rows} rows, weight {s.weight})"
@@ -283,11 +268,7 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        set_rng_state(state["rng"])
         step, batches = state["step"], state["loader"]["batches"]
         received = {int(g): {"draws": d, "counters": state["loader"]["counters"].get(g, {})}
                     for g, d in state["loader"]["draws"].items()}
@@ -324,8 +305,11 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     def checkpoint() -> None:
         loader = gather_state()
         if master:
-            path = save_checkpoint(out, step, model, processor, optimizer, scheduler, loader,
-                                   options, stats)
+            path = save_checkpoint(
+                out, step, run, {"optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "loader": loader,
+                                 "rng": rng_state()},
+                lambda path: save_model(model, processor, path, options, stats))
             log.info("checkpoint %s", path)
         if distributed:
             dist.barrier()
@@ -408,4 +392,8 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UsageError as exc:     # as `armdata train` prints it
+        print(f"trainer.train: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -28,11 +28,11 @@ from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer
     ManualLocalizer, PointingLocalizer, ProjectionLocalizer, arm_xyz, load_manual_points, \
     load_pointing_model
 from armdata.models.state_guide import StateGuide, refine_with_fit
-from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub
-from armdata.schemas.columns import normalize_point
+from armdata.models.trackers import AffineTracker, LKTracker, check_cotracker_source, cotracker_from_hub
 from armdata.schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
 from armdata.schemas.episode import DataError, Episode, Rejection, decode_rgb
 from armdata.transforms.base import Stage, shared_model
+from armdata.schemas.columns import normalize_point
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class TraceStage(Stage):
                  pointing_batch_size: int = 8, manual_points: str | None = None,
                  fit_frames: int = 16, fit_threshold: float = 4.0,
                  cotracker_repo: str | None = None, cotracker_offline_max_frames: int = 200,
-                 state_guide: bool = True, device: str = "auto") -> None:
+                 trust_cotracker_code: bool = False, state_guide: bool = True, device: str = "auto") -> None:
         super().__init__()
         if localizer not in LOCALIZERS:
             raise ValueError(f"localizer must be one of {LOCALIZERS}, got {localizer!r}")
@@ -227,6 +227,7 @@ class TraceStage(Stage):
         self.fit_frames, self.fit_threshold = fit_frames, fit_threshold
         self.cotracker_repo = cotracker_repo
         self.cotracker_offline_max_frames = cotracker_offline_max_frames
+        self.trust_cotracker_code = trust_cotracker_code
         self.state_guide, self.device = state_guide, device
         self._localizer: Localizer | None = None
         self._tracker: Any = None
@@ -250,7 +251,8 @@ class TraceStage(Stage):
             self._tracker = shared_model(
                 ("cotracker3", self.cotracker_repo, str(device), self.cotracker_offline_max_frames),
                 lambda: cotracker_from_hub(self.cotracker_repo, device,
-                                           self.cotracker_offline_max_frames))
+                                           self.cotracker_offline_max_frames,
+                                           self.trust_cotracker_code))
 
     def options(self) -> dict[str, Any]:
         """Localizer and tracker with their models or files (manual points are parsed here)."""
@@ -268,9 +270,11 @@ class TraceStage(Stage):
         if self.tracker_name == "cotracker3":
             if self.cotracker_repo is not None and not Path(self.cotracker_repo).is_dir():
                 raise ValueError(f"--cotracker-repo {self.cotracker_repo} is not a directory")
+            check_cotracker_source(self.cotracker_repo, self.trust_cotracker_code)
             out["cotracker"] = {"repo": self.cotracker_repo or "torch.hub facebookresearch/"
                                 "co-tracker", "offline_max_frames":
-                                self.cotracker_offline_max_frames}
+                                self.cotracker_offline_max_frames,
+                                "trust_code": self.trust_cotracker_code}
         return out
 
     def _make_localizer(self, device: Any) -> Localizer:
@@ -369,7 +373,10 @@ def add_build_arguments(parser: argparse._ArgumentGroup | argparse.ArgumentParse
     parser.add_argument("--fit-threshold", type=float, default=4.0,
                         help="RANSAC inlier threshold (px) for --localizer fit")
     parser.add_argument("--cotracker-repo",
-                        help="local clone of facebookresearch/co-tracker (else the hub cache)")
+                        help="local clone of facebookresearch/co-tracker (its code runs)")
+    parser.add_argument("--trust-cotracker-code", action="store_true",
+                        help="without --cotracker-repo: allow torch.hub to download and run "
+                             "facebookresearch/co-tracker's code from GitHub")
     parser.add_argument("--cotracker-offline-max-frames", type=int, default=200,
                         help="longer episode halves use CoTracker3 online")
     parser.add_argument("--no-state-guide", dest="state_guide", action="store_false",
@@ -388,6 +395,7 @@ def stage_from_args(args: argparse.Namespace, config: DatasetConfig) -> TraceSta
                           manual_points=args.manual_points, fit_frames=args.fit_frames,
                           fit_threshold=args.fit_threshold, cotracker_repo=args.cotracker_repo,
                           cotracker_offline_max_frames=args.cotracker_offline_max_frames,
+                          trust_cotracker_code=args.trust_cotracker_code,
                           state_guide=args.state_guide, device=args.trace_device)
     except ValueError as exc:
         raise ConfigError(f"trace stage ({config.name}): {exc}") from exc

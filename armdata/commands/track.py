@@ -18,7 +18,7 @@ import numpy as np
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
     load_pointing_model
-from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub
+from armdata.models.trackers import AffineTracker, LKTracker, check_cotracker_source, cotracker_from_hub
 from armdata.pipeline.errors import UsageError
 from armdata.schemas.config import ArmConfig
 
@@ -85,7 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pointing-model", default=DEFAULT_POINTING_MODEL)
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the pointing model's own code (needed for Molmo)")
-    p.add_argument("--cotracker-repo", help="local clone of facebookresearch/co-tracker")
+    p.add_argument("--cotracker-repo",
+                   help="local clone of facebookresearch/co-tracker (its code runs)")
+    p.add_argument("--trust-cotracker-code", action="store_true",
+                   help="without --cotracker-repo: allow torch.hub to download and run "
+                        "facebookresearch/co-tracker's code from GitHub")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="device for the pointing model and CoTracker3")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -98,6 +102,8 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         raise TrackError(f"--frame {args.frame} is outside the video (0..{len(frames) - 1})")
     if args.point is None and args.localizer is None:
         raise TrackError("give the point with --point X,Y (or find it with --localizer pointing)")
+    if args.tracker == "cotracker3":
+        check_cotracker_source(args.cotracker_repo, args.trust_cotracker_code)
     needs_torch = args.localizer is not None or args.tracker == "cotracker3"
     device = resolve_device(args.device, "tracking models") if needs_torch else None
     reseed: Callable[[int], tuple[float, float] | None] | None = None
@@ -123,7 +129,8 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     elif args.tracker == "lk":
         tracker = LKTracker()
     else:
-        tracker = cotracker_from_hub(args.cotracker_repo, device)
+        tracker = cotracker_from_hub(args.cotracker_repo, device,
+                                     trust_code=args.trust_cotracker_code)
     return tracker.track(frames, args.frame, point, reseed)
 
 

@@ -30,6 +30,7 @@ import tqdm
 from PIL import Image
 
 from armdata.models.device import DEVICE_CHOICES, autocast, resolve_device
+from armdata.models.torch_files import first_sentences, load_weights_only
 from armdata.models.vqvae import (IMAGE_SIZE, NUM_CODES, VQVAE, EMACodebook, ResidualBlock, load_vqvae,
                           save_vqvae, vqvae_input)
 from armdata.pipeline.errors import UsageError
@@ -203,6 +204,20 @@ def init_fresh_weights(model: VQVAE) -> None:
             torch.nn.init.zeros_(module.net[-1].weight)
 
 
+def load_resume_state(path: Path, model: VQVAE, device: str) -> dict:
+    """`train_state.pt` loaded weights-only into `model`; anything else is one TrainError line."""
+    state = load_weights_only(path, "training state", device)
+    if not isinstance(state, dict) or not {"weights", "optimizer", "epoch"} <= state.keys():
+        raise TrainError(f"{path}: not a train-vqvae training state (expected weights, optimizer "
+                         f"and epoch entries); train without --resume or into a new --out")
+    try:
+        model.load_state_dict(state["weights"])
+    except RuntimeError as exc:
+        raise TrainError(f"{path}: its weights do not fit the SPEC §2 VQ-VAE "
+                         f"({first_sentences(str(exc))})") from exc
+    return state
+
+
 def train(args: argparse.Namespace) -> list[dict[str, float]]:
     """Train, checkpointing every epoch; returns the metrics of the epochs run."""
     device = resolve_device(args.device, "VQ-VAE training")
@@ -221,8 +236,7 @@ def train(args: argparse.Namespace) -> list[dict[str, float]]:
     start_epoch, fresh, resume_state = 0, not args.init, None
     state_path = out / "train_state.pt"
     if args.resume and state_path.exists():
-        resume_state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(resume_state["weights"])
+        resume_state = load_resume_state(state_path, model, device)
         start_epoch, fresh = int(resume_state["epoch"]), False
         log.info("resuming from %s after epoch %d", state_path, start_epoch)
     elif args.resume:

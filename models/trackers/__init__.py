@@ -677,15 +677,27 @@ def _ncc_arrays(a: np.ndarray, b: np.ndarray) -> float:
 COTRACKER_HUB = "facebookresearch/co-tracker"
 
 
-def load_cotracker(repo: str | None, mode: str) -> object:
-    """CoTracker3 (`offline` or `online`) from a local clone of the co-tracker repository or from
-    the torch.hub cache (weights as the hub entry point fetches them: cached, or downloaded)."""
+def check_cotracker_source(repo: str | None, trust_code: bool) -> None:
+    """CoTracker3 is its repository's Python code: a local clone the user chose runs as it is;
+    code torch.hub downloads from GitHub runs only with --trust-cotracker-code."""
+    if (repo is None or not os.path.isdir(repo)) and not trust_code:
+        raise ValueError(f"--tracker cotracker3 without a local --cotracker-repo DIR would run "
+                         f"code downloaded from github.com/{repo or COTRACKER_HUB}: pass "
+                         f"--trust-cotracker-code to allow it, or clone the repository and pass "
+                         f"--cotracker-repo DIR")
+
+
+def load_cotracker(repo: str | None, mode: str, trust_code: bool = False) -> object:
+    """CoTracker3 (`offline` or `online`) from a local clone of the co-tracker repository or, with
+    `trust_code`, from GitHub through torch.hub (weights as the hub entry point fetches them:
+    cached, or downloaded)."""
     import torch
 
+    check_cotracker_source(repo, trust_code)
     local = repo is not None and os.path.isdir(repo)
     try:
         return torch.hub.load(repo if local else (repo or COTRACKER_HUB), f"cotracker3_{mode}",
-                              source="local" if local else "github", trust_repo=True,
+                              source="local" if local else "github", trust_repo=trust_code,
                               skip_validation=True)
     except Exception as exc:
         raise RuntimeError(
@@ -695,11 +707,11 @@ def load_cotracker(repo: str | None, mode: str) -> object:
             f"CC-BY-NC-4.0)") from exc
 
 
-def cotracker_from_hub(repo: str | None, device: object, offline_max_frames: int = 200
-                       ) -> "CoTrackerTracker":
+def cotracker_from_hub(repo: str | None, device: object, offline_max_frames: int = 200,
+                       trust_code: bool = False) -> "CoTrackerTracker":
     """Both CoTracker3 models loaded, on `device`, in a tracker."""
-    offline = load_cotracker(repo, "offline").to(device).eval()
-    online = load_cotracker(repo, "online").to(device).eval()
+    offline = load_cotracker(repo, "offline", trust_code).to(device).eval()
+    online = load_cotracker(repo, "online", trust_code).to(device).eval()
     return CoTrackerTracker(offline, online, device, offline_max_frames)
 
 
