@@ -106,7 +106,7 @@ def sigterm_raises() -> Iterator[list[int]]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     logs.configure(verbose=any(a in VERBOSE_FLAGS for a in argv))
-    from armdata.pipeline.errors import BuildFailed, UsageError
+    from armdata.errors import BuildFailed, UsageError
     from armdata.pipeline.sources.rlds import SourceError
     from armdata.schemas.config import ConfigError
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 
 from armdata.pipeline.sinks import storage
-from armdata.pipeline.errors import BuildError
+from armdata.errors import BuildError
 from armdata.pipeline.sinks.manifest import load_manifest
 
 

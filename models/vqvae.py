@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from armdata.models.hub import VQVAE_FILE, VQVAE_REPO
-from armdata.models.torch_files import load_weights_only
+from armdata.torch_files import load_weights_only
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from armdata.pipeline import graph
 from armdata import logs
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.config import load_config
 from armdata.schemas.episode import DataError, Episode, Step

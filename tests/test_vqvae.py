@@ -213,7 +213,7 @@ def test_decoded_to_u8_clamps() -> None:
 
 def test_a_truncated_checkpoint_message_ends_on_a_sentence(tmp_path):
     """torch.load's own paragraph is shortened to whole sentences, never cut mid-sentence."""
-    from armdata.models.torch_files import MAX_PROBLEM_CHARS, first_sentences
+    from armdata.torch_files import MAX_PROBLEM_CHARS, first_sentences
 
     path = tmp_path / "cut.pt"
     torch.save({"weights": VQVAE().state_dict()}, path)

@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from armdata.models.torch_files import first_sentences, load_weights_only
-from armdata.pipeline.errors import UsageError
+from armdata.torch_files import first_sentences, load_weights_only
+from armdata.errors import UsageError
 
 log = logging.getLogger("trainer")
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 from armdata.trainer.checkpoint import (check_out, clear, find_resume, rng_state, run_identity,
                                 save_checkpoint, set_rng_state)
 from armdata.trainer.data import StreamingLoader, list_shards, loader_state, open_source, parse_data

@@ -26,7 +26,7 @@ from apache_beam.runners.runner import PipelineState
 import armdata
 from armdata.pipeline import resume
 from armdata.pipeline.sinks import storage
-from armdata.pipeline.errors import BuildError, BuildFailed, UsageError
+from armdata.errors import BuildError, BuildFailed, UsageError
 from armdata.pipeline.sources.features import check_config_keys
 from armdata.schemas.config import DatasetConfig, load_config
 from armdata.pipeline.sinks.finalize import REJECTED_PATH, manifest_text

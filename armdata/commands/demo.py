@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 
 SEED = 0   # the synthetic dataset's seed; the trace report re-renders its ground truth from it
 MARKER = ".armdata-demo"

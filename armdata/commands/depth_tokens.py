@@ -18,7 +18,7 @@ from armdata.models.depth_anything import depth_to_u8, estimate_depth, load_dept
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.hub import DEFAULT_DEPTH_MODEL
 from armdata.models.vqvae import load_vqvae, vqvae_input
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 from armdata.schemas.output import depth_text
 
 ENCODE_BATCH = 64

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from armdata.pipeline.errors import BuildError
+from armdata.errors import BuildError
 from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.finalize import MANIFEST_PATH, STATISTICS_PATH, counts_consistent
 from armdata.pipeline.sinks.manifest import file_problems, load_manifest

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.vqvae import decoded_to_u8, load_vqvae
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 from armdata.schemas.episode import decode_rgb
 from armdata.schemas.output import image_bytes
 from armdata.schemas.columns import parse_objects

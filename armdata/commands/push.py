@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from armdata.pipeline.errors import BuildError
+from armdata.errors import BuildError
 from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.card import dataset_card
 from armdata.pipeline.sinks.finalize import CARD_PATH, MANIFEST_PATH, STATISTICS_PATH

@@ -19,7 +19,7 @@ from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
     load_pointing_model
 from armdata.models.trackers import AffineTracker, LKTracker, check_cotracker_source, cotracker_from_hub
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 from armdata.schemas.config import ArmConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}

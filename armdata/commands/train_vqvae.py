@@ -30,10 +30,10 @@ import tqdm
 from PIL import Image
 
 from armdata.models.device import DEVICE_CHOICES, autocast, resolve_device
-from armdata.models.torch_files import first_sentences, load_weights_only
+from armdata.torch_files import first_sentences, load_weights_only
 from armdata.models.vqvae import (IMAGE_SIZE, NUM_CODES, VQVAE, EMACodebook, ResidualBlock, load_vqvae,
                           save_vqvae, vqvae_input)
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 from armdata.schemas.output import image_bytes
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from armdata.pipeline.errors import BuildError
+from armdata.errors import BuildError
 from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.finalize import CARD_PATH, MANIFEST_PATH, REJECTED_PATH, STATISTICS_PATH
 

@@ -19,7 +19,7 @@ from typing import IO, Callable, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from armdata.pipeline.errors import UsageError
+from armdata.errors import UsageError
 
 log = logging.getLogger(__name__)
 
