@@ -406,8 +406,10 @@ def test_disk_full_is_one_line_and_keeps_the_work(source, tmp_path, monkeypatch,
     fail_writing_shards(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     out = tmp_path / "out"
     assert small_build(source, out) == 1
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
     assert last.startswith("armdata build: error: disk full") and "nothing was published" in last
+    assert "Traceback" not in err                         # Beam's error log: its first line
     assert not out.exists()
     assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["out.armdata"]  # work, kept
     assert storage.list_files(str(next(tmp_path.iterdir())))
@@ -421,3 +423,21 @@ def test_ctrl_c_is_one_line_and_keeps_the_work(source, tmp_path, monkeypatch, ca
     assert last.startswith("armdata build: interrupted") and "nothing was published" in last
     assert not out.exists()
     assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["out.armdata"]
+
+
+def test_library_errors_are_cut_to_their_first_line():
+    import logging
+
+    from pipeline import logs
+
+    try:
+        raise OSError("No space left on device")
+    except OSError:
+        import sys
+
+        record = logging.LogRecord("apache_beam.runners.common", logging.ERROR, __file__, 1,
+                                   "%s [while running 'W']\nTraceback ...", ("OSError",),
+                                   sys.exc_info())
+    assert logs.LibraryNoise().filter(record)
+    text = logging.Formatter().format(record)
+    assert text == "OSError [while running 'W'] [cut to its first line; -v shows all]"
