@@ -77,8 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-shards", type=int, default=1,
                    help="lower bound for the automatic shard count, e.g. GPUs x loader workers")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing armdata output (one with our manifest.json); "
-                        "anything else is never deleted")
+                   help="replace an existing armdata output (proven by its manifest.json, "
+                        "which must list every file in the folder); anything else is never "
+                        "deleted")
     p.add_argument("--max-reject-fraction", type=float, default=0.5,
                    help="fail (publish nothing) when more than this fraction of the input "
                         "episodes or steps is rejected (default 0.5)")

@@ -87,11 +87,12 @@ def test_old_output_survives_a_failed_publish(source, tmp_path, monkeypatch):
 
 def test_overwrite_replaces_an_armdata_output(source, tmp_path, capsys):
     out = tmp_path / "out"
-    assert small_build(source, out) == 0
+    assert small_build(source, out, "--num-shards", "2") == 0
     assert "published" in capsys.readouterr().out
-    (out / "data" / "stale.parquet").write_bytes(b"old")
-    assert small_build(source, out, "--overwrite") == 0
-    assert not (out / "data" / "stale.parquet").exists() and (out / "manifest.json").exists()
+    old = {p.name for p in (out / "data").iterdir()}
+    assert small_build(source, out, "--overwrite", "--num-shards", "1") == 0
+    assert {p.name for p in (out / "data").iterdir()} == {"train-00000-of-00001.parquet"} != old
+    assert (out / "manifest.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
