@@ -126,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"armdata {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1 if isinstance(exc, BuildFailed) else 2
+    except KeyboardInterrupt as exc:   # Ctrl-C: what the command kept, if it says so
+        if args.debug:
+            raise
+        said = f"; {one_line(exc)}" if str(exc) else ""
+        print(f"armdata {args.command}: interrupted{said}", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BaseException:
         if not terminated:
             raise

@@ -13,10 +13,22 @@ VERBOSE_ENV = "ARMDATA_VERBOSE"   # inherited by local worker processes
 
 
 class LibraryNoise(logging.Filter):
-    """Pass our own records, and everyone else's from ERROR up."""
+    """Pass our own records, and everyone else's from ERROR up cut to their first line: a
+    library's error (Beam logs a worker's traceback two or three times) is the detail behind the
+    line armdata prints, or behind the traceback of a bug, which the command re-raises."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or record.name.split(".")[0] in OURS
+        if record.name.split(".")[0] in OURS:
+            return True
+        if record.levelno < logging.ERROR:
+            return False
+        text = record.getMessage().strip()
+        first = text.split("\n", 1)[0]
+        if first != text or record.exc_info or record.exc_text:
+            first += " [cut to its first line; -v shows all]"
+        record.msg, record.args = first, None
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
 
 
 def configure(verbose: bool, level: int = logging.INFO) -> None:

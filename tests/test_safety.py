@@ -87,11 +87,12 @@ def test_old_output_survives_a_failed_publish(source, tmp_path, monkeypatch):
 
 def test_overwrite_replaces_an_armdata_output(source, tmp_path, capsys):
     out = tmp_path / "out"
-    assert small_build(source, out) == 0
+    assert small_build(source, out, "--num-shards", "2") == 0
     assert "published" in capsys.readouterr().out
-    (out / "data" / "stale.parquet").write_bytes(b"old")
-    assert small_build(source, out, "--overwrite") == 0
-    assert not (out / "data" / "stale.parquet").exists() and (out / "manifest.json").exists()
+    old = {p.name for p in (out / "data").iterdir()}
+    assert small_build(source, out, "--overwrite", "--num-shards", "1") == 0
+    assert {p.name for p in (out / "data").iterdir()} == {"train-00000-of-00001.parquet"} != old
+    assert (out / "manifest.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -367,3 +368,178 @@ def test_track_cli_refuses_github_cotracker_in_one_line(hub_calls, tmp_path, cap
                    "--device", "cpu") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--trust-cotracker-code" in err[0] and hub_calls == []
+
+# --- issue 17: output folder safety ----------------------------------------------------------------
+
+def armdata_manifest(**change) -> dict:
+    manifest = {"schema_version": 2, "armdata_version": "0.1.0", "config": {"name": "x"},
+                "counts": {}, "num_shards": 1, "statistics": "dataset_statistics.json",
+                "rejected": {"path": "rejected/rejected.jsonl", "by_stage": {}},
+                "shards": [{"path": "data/shard-00000-of-00001.parquet"}]}
+    manifest.update(change)
+    return manifest
+
+
+def fake_output(root: Path, manifest: dict | str) -> Path:
+    """A folder with the files `manifest` lists (their content does not matter here)."""
+    for rel in ("data/shard-00000-of-00001.parquet", "rejected/rejected.jsonl",
+                "dataset_statistics.json", "README.md"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+    (root / "manifest.json").write_text(text)
+    return root
+
+
+def test_an_armdata_output_is_proven_by_content(tmp_path):
+    why = storage.why_not_armdata_output
+    assert why(str(fake_output(tmp_path / "ok", armdata_manifest()))) is None
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "manifest.json").write_text('{"name": "app", "start_url": "/", "icons": []}')
+    (web / "index.html").write_text("<html></html>")
+    assert "lacks armdata's keys" in why(str(web))
+    assert "not JSON" in why(str(fake_output(tmp_path / "cut", '{"schema_version": 2, "sha')))
+    assert "schema_version 99" in why(str(fake_output(tmp_path / "new",
+                                                      armdata_manifest(schema_version=99))))
+    extra = fake_output(tmp_path / "extra", armdata_manifest())
+    (extra / "data" / "notes.txt").write_text("mine")
+    assert "data/notes.txt is not a file" in why(str(extra))
+    listed = fake_output(tmp_path / "listed", armdata_manifest(
+        files=[{"path": "data/notes.txt", "bytes": 4, "sha256": "0" * 64}]))
+    (listed / "data" / "notes.txt").write_text("mine")
+    assert why(str(listed)) is None                      # the manifest's `files` list counts
+    empty_dir = fake_output(tmp_path / "dir", armdata_manifest())
+    (empty_dir / "photos").mkdir()
+    assert "photos/ is not a" in why(str(empty_dir))
+    linked = fake_output(tmp_path / "linked", armdata_manifest())
+    (linked / "data" / "shard-00000-of-00001.parquet").unlink()
+    (linked / "data" / "shard-00000-of-00001.parquet").symlink_to(web / "index.html")
+    assert "data/shard-00000-of-00001.parquet is a link" in why(str(linked))
+
+
+def test_overwrite_keeps_a_web_app_folder(source, tmp_path, capsys):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"name": "app", "start_url": "/"}')
+    (out / "index.html").write_text("<html></html>")
+    assert small_build(source, out, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "not an armdata output" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "manifest.json"]
+
+
+def test_overwrite_refuses_an_output_with_a_foreign_file(source, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert small_build(source, out) == 0
+    (out / "index.html").write_text("<html></html>")
+    before = (out / "manifest.json").read_bytes()
+    assert small_build(source, out, "--overwrite") == 2
+    assert "index.html is not a file" in capsys.readouterr().err
+    assert (out / "index.html").exists() and (out / "manifest.json").read_bytes() == before
+
+
+def test_lock_and_publish_go_through_a_symlink_alias(source, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert small_build(source, out) == 0
+    alias = tmp_path / "alias"
+    alias.symlink_to(out, target_is_directory=True)
+    with storage.output_lock(str(out)):
+        assert small_build(source, alias, "--overwrite") == 2
+    assert "another build is writing" in capsys.readouterr().err
+    with storage.output_lock(str(alias)):
+        assert small_build(source, out, "--overwrite") == 2
+    assert "another build is writing" in capsys.readouterr().err
+    (out / "manifest.json").touch()
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert small_build(source, alias, "--overwrite") == 0
+    assert alias.is_symlink() and os.readlink(alias) == str(out)
+    assert (out / "manifest.json").stat().st_mtime_ns != stamp       # published into the target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias", "out"]
+
+
+def test_a_folder_holding_only_a_link_is_not_empty(source, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "link").symlink_to(elsewhere, target_is_directory=True)
+    assert small_build(source, out) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert small_build(source, out, "--overwrite") == 2
+    assert "not an armdata output" in capsys.readouterr().err
+    assert (out / "link").is_symlink() and (elsewhere / "keep.txt").exists()
+
+
+@pytest.mark.parametrize("case", ["dot", "empty", "parent_is_a_file"])
+def test_bad_output_path_fails_before_beam(source, tmp_path, monkeypatch, capsys, case):
+    from armdata.commands import build as build_module
+
+    def no_beam(*args, **kwargs):
+        raise AssertionError("the output should have been refused before any Beam work")
+
+    monkeypatch.setattr(build_module, "build_graph", no_beam)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (tmp_path / "file.txt").write_text("x")
+    output = {"dot": ".", "empty": "", "parent_is_a_file": str(tmp_path / "file.txt" / "out")}
+    assert small_build(source, output[case], "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert {"dot": "current directory", "empty": "--output is empty",
+            "parent_is_a_file": "file.txt is a file"}[case] in err
+    assert list(cwd.iterdir()) == [] and (tmp_path / "file.txt").read_text() == "x"
+
+
+def fail_writing_shards(monkeypatch, exc: BaseException) -> None:
+    from armdata.pipeline.sinks import writer
+
+    def fail(self, element, num_shards, stats):
+        raise exc
+
+    monkeypatch.setattr(writer.WriteShard, "process", fail)
+
+
+def test_disk_full_is_one_line_and_keeps_the_work(source, tmp_path, monkeypatch, capsys):
+    import errno
+
+    fail_writing_shards(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    out = tmp_path / "out"
+    assert small_build(source, out) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("armdata build: error: disk full") and "nothing was published" in last
+    assert "Traceback" not in err                         # Beam's error log: its first line
+    assert not out.exists()
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["out.armdata"]  # work, kept
+    assert storage.list_files(str(next(tmp_path.iterdir())))
+
+
+def test_ctrl_c_is_one_line_and_keeps_the_work(source, tmp_path, monkeypatch, capsys):
+    fail_writing_shards(monkeypatch, KeyboardInterrupt())
+    out = tmp_path / "out"
+    assert small_build(source, out) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("armdata build: interrupted") and "nothing was published" in last
+    assert not out.exists()
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["out.armdata"]
+
+
+def test_library_errors_are_cut_to_their_first_line():
+    import logging
+
+    from armdata import logs
+
+    try:
+        raise OSError("No space left on device")
+    except OSError:
+        import sys
+
+        record = logging.LogRecord("apache_beam.runners.common", logging.ERROR, __file__, 1,
+                                   "%s [while running 'W']\nTraceback ...", ("OSError",),
+                                   sys.exc_info())
+    assert logs.LibraryNoise().filter(record)
+    text = logging.Formatter().format(record)
+    assert text == "OSError [while running 'W'] [cut to its first line; -v shows all]"

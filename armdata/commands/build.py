@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import errno
 import glob
 import importlib
 import json
@@ -73,8 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-shards", type=int, default=1,
                    help="lower bound for the automatic shard count, e.g. GPUs x loader workers")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing armdata output (one with our manifest.json); "
-                        "anything else is never deleted")
+                   help="replace an existing armdata output (proven by its manifest.json, "
+                        "which must list every file in the folder); anything else is never "
+                        "deleted")
     p.add_argument("--max-reject-fraction", type=float, default=0.5,
                    help="fail (publish nothing) when more than this fraction of the input "
                         "episodes or steps is rejected (default 0.5)")
@@ -150,19 +152,39 @@ class LocalRunner(fn_runner.FnApiRunner):
         return super().run_via_runner_api(pipeline_proto, options)
 
 
-def check_output(output: str, overwrite: bool) -> None:
-    """What may be written to `output`: nothing there, or with --overwrite an armdata output.
-    Checked before the job and again, under the output's lock, before publishing."""
-    if storage.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
+def check_output_path(output: str) -> None:
+    """A local output must be a folder that can be created and replaced as a whole."""
+    if not output.strip():
+        raise BuildError("--output is empty: name the folder to write")
+    if not storage.is_local(output):
+        return
+    target = storage.resolve(output)
+    if storage.contains(target, os.getcwd()):
+        raise BuildError(f"output {output} is the current directory or holds it; publishing "
+                         f"replaces the whole folder: choose a new folder inside it")
+    if os.path.exists(target) and not os.path.isdir(target):
         raise BuildError(f"output {output} exists and is not a directory")
+    parent = os.path.dirname(target)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise BuildError(f"output {output} cannot be created: {parent} is a file")
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    """What may be written to `output`: nothing there, or with --overwrite an armdata output
+    (proven by its content, see `storage.why_not_armdata_output`). Checked before the job and
+    again, under the output's lock, before publishing."""
+    check_output_path(output)
     if not storage.is_nonempty_dir(output):
         return
     if not overwrite:
         raise BuildError(f"output {output} is not empty; pass --overwrite to replace it")
-    if not storage.is_armdata_output(output):
-        raise BuildError(f"output {output} is not an armdata output (it has no "
-                         f"{storage.MANIFEST}); --overwrite only replaces armdata outputs, so "
-                         f"nothing was deleted: empty it yourself or choose another --output")
+    why = storage.why_not_armdata_output(output)
+    if why:
+        raise BuildError(f"output {output} is not an armdata output ({why}); --overwrite only "
+                         f"replaces armdata outputs, so nothing was deleted: empty it yourself "
+                         f"or choose another --output")
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -195,7 +217,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
                          f"choose an --output outside the source")
     check_output(args.output, args.overwrite)
     if storage.is_local(args.output):
-        for kept in sorted(glob.glob(args.output.rstrip("/") + storage.PREVIOUS_MARK + "*")):
+        previous = storage.resolve(args.output) + storage.PREVIOUS_MARK
+        for kept in sorted(glob.glob(previous + "*")):
             log.warning("%s holds an earlier output of %s, kept by a build that was stopped "
                         "while publishing; delete it once you do not need it", kept, args.output)
     if is_lerobot(args.source):
@@ -256,10 +279,11 @@ def progress(spill: str, episodes: int) -> Iterator[None]:
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     ready = prepare(args)
-    with storage.output_lock(args.output) as still_ours:
-        work, key = resume.prepare_work_dir(args.output, ready["manifest"], not args.no_resume,
+    output = storage.resolve(args.output)   # every alias of the folder: one lock, one target
+    with storage.output_lock(output) as still_ours:
+        work, key = resume.prepare_work_dir(output, ready["manifest"], not args.no_resume,
                                             args.clean_stale)
-        staging = storage.staging_dir(args.output)
+        staging = storage.staging_dir(output)
         log.info("building %s episodes of %s into %s (staging %s, work %s)",
                  ready["plan"].num_episodes, ready["plan"].builder_name, args.output, staging, work)
         try:
@@ -276,16 +300,22 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
             manifest = add_counters(staging, result)
             check_result(manifest, staging, args.output, args.max_reject_fraction)
             still_ours()
-            check_output(args.output, args.overwrite)   # nothing appeared there meanwhile
-            storage.publish(staging, args.output)
+            check_output(output, args.overwrite)   # nothing appeared there meanwhile
+            storage.publish(staging, output)
         except BaseException as exc:
-            if not isinstance(exc, (BuildFailed, UsageError)):   # those say so themselves
-                log.error("build failed; nothing was published to %s; finished episodes are kept "
-                          "in %s for a rerun of the same command", args.output, work)
             storage.delete_tree(staging)
+            kept = (f"nothing was published to {args.output}; finished episodes are kept in "
+                    f"{work} for a rerun of the same command")
+            if any(isinstance(e, KeyboardInterrupt) for e in causes(exc)):   # Ctrl-C
+                raise KeyboardInterrupt(kept) from exc
+            full = disk_full(exc)
+            if full:
+                raise BuildFailed(f"disk full ({full}); {kept} once there is space") from exc
+            if not isinstance(exc, (BuildFailed, UsageError)):   # those say so themselves
+                log.error("build failed; %s", kept)
             raise
         storage.delete_tree(work)
-    storage.delete_tree(failed_dir(args.output))   # an earlier failed attempt's report
+    storage.delete_tree(failed_dir(output))   # an earlier failed attempt's report
     print(summary(manifest, args.output))
     unread = manifest["counts"]["episodes_unread"]
     if unread and args.strict:
@@ -294,6 +324,27 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it was raised from or while handling (Beam re-raises a worker's
+    exception as another one)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """The "no space left" message if the build failed for lack of disk space: an ENOSPC
+    OSError here, or its text in the error a worker process sent back."""
+    errors = list(causes(exc))
+    ours = [e for e in errors if isinstance(e, OSError) and e.errno == errno.ENOSPC]
+    if ours:
+        return str(ours[0])
+    text = os.strerror(errno.ENOSPC)
+    return text if any(text in str(e) for e in errors) else None
 
 
 def failed_dir(output: str) -> str:

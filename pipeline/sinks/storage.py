@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from armdata.errors import UsageError
+from armdata.schemas.output import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +29,20 @@ STAGING_MARK = ".armdata-staging-"
 PREVIOUS_MARK = ".armdata-previous-"   # the replaced output, until the new one is in place
 LOCK_SUFFIX = ".armdata-lock"
 MANIFEST = "manifest.json"
+# What every manifest armdata wrote has, and the schema versions this armdata reads (v1: images as
+# plain binary).
+MANIFEST_KEYS = ("schema_version", "armdata_version", "config", "counts", "shards")
+SCHEMA_VERSIONS = range(1, SCHEMA_VERSION + 1)
 
 
 def is_local(path: str) -> bool:
     return "://" not in path
+
+
+def resolve(path: str) -> str:
+    """The real location of a local path (symlinks followed), so that every alias of a folder
+    shares its lock and publishing replaces the folder, not the alias; object paths as given."""
+    return os.path.realpath(path) if is_local(path) else path
 
 
 def join(base: str, *parts: str) -> str:
@@ -52,6 +64,9 @@ def list_files(prefix: str) -> list[str]:
 
 
 def is_nonempty_dir(path: str) -> bool:
+    """Whether a directory holds anything: locally any entry counts (a link, an empty folder)."""
+    if is_local(path):
+        return os.path.isdir(path) and bool(os.listdir(path))
     return bool(list_files(path))
 
 
@@ -115,9 +130,62 @@ def staging_dir(output: str) -> str:
     return output.rstrip("/") + STAGING_MARK + uuid.uuid4().hex[:12]
 
 
-def is_armdata_output(path: str) -> bool:
-    """A directory armdata published: it has our manifest.json (written last)."""
-    return exists(join(path, MANIFEST))
+def manifest_paths(manifest: dict) -> set[str]:
+    """The folder-relative paths of every file a manifest says its build wrote."""
+    files = manifest.get("files")   # every file with its sha256, where the manifest has it
+    entries = [*manifest["shards"], *(files if isinstance(files, list) else [])]
+    rejected = manifest.get("rejected")
+    paths = {MANIFEST, "README.md", manifest.get("statistics"),
+             rejected.get("path") if isinstance(rejected, dict) else None,
+             *(e.get("path") for e in entries if isinstance(e, dict))}
+    return {p for p in paths if isinstance(p, str)}
+
+
+def _entries(path: str) -> Iterator[tuple[str, str]]:
+    """(relative path, kind) of everything below `path`, top down in name order; kind is
+    "file", "folder" or "link" (links are not followed)."""
+    if not is_local(path):
+        prefix = path.rstrip("/") + "/"
+        for f in list_files(path):
+            yield f[len(prefix):], "file"
+        return
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path).replace(os.sep, "/")
+            yield rel, ("link" if os.path.islink(full) else
+                        "folder" if name in dirs else "file")
+
+
+def why_not_armdata_output(path: str) -> str | None:
+    """Why `path` is not a folder armdata published, or None if it is. Proven by content, not
+    by a name: its manifest.json parses, has our manifest's keys and a schema version we know,
+    and everything in the folder is a file that manifest lists (or a folder holding them)."""
+    if not exists(join(path, MANIFEST)):
+        return f"it has no {MANIFEST}"
+    try:
+        manifest = json.loads(read_bytes(join(path, MANIFEST)))
+    except ValueError:
+        return f"its {MANIFEST} is not JSON"
+    missing = [k for k in MANIFEST_KEYS if k not in manifest] if isinstance(manifest, dict) \
+        else list(MANIFEST_KEYS)
+    if missing or not isinstance(manifest["shards"], list):
+        return f"its {MANIFEST} lacks armdata's keys ({', '.join(missing) or 'shards list'})"
+    version = manifest["schema_version"]
+    if type(version) is not int or version not in SCHEMA_VERSIONS:
+        return (f"its {MANIFEST} has schema_version {version!r}, not one this armdata knows "
+                f"({', '.join(map(str, SCHEMA_VERSIONS))})")
+    listed = manifest_paths(manifest)
+    folders = {p.rsplit("/", i)[0] for p in listed for i in range(1, p.count("/") + 1)}
+    for rel, kind in _entries(path):
+        if kind == "link":
+            return f"{rel} is a link"
+        if kind == "folder" and rel not in folders:
+            return f"{rel}/ is not a folder its {MANIFEST} lists"
+        if kind == "file" and rel not in listed:
+            return f"{rel} is not a file its {MANIFEST} lists"
+    return None
 
 
 def contains(outer: str, inner: str) -> bool:
@@ -170,10 +238,10 @@ def _lock_holder() -> str:
 
 @contextlib.contextmanager
 def output_lock(output: str) -> Iterator[Callable[[], None]]:
-    """Hold `OUTPUT.armdata-lock` while building; a second build to the same output fails with
-    UsageError naming the holder. Locally an flock (released by the kernel if the process dies);
+    """Hold `OUTPUT.armdata-lock` (beside the resolved output) while building; a second build to
+    the same output, by any alias, fails with UsageError naming the holder. Locally an flock (released by the kernel if the process dies);
     on object stores a token file, checked again by the yielded function before publishing."""
-    path = output.rstrip("/") + LOCK_SUFFIX
+    path = resolve(output).rstrip("/") + LOCK_SUFFIX
     if not is_local(output):
         if exists(path):
             raise UsageError(f"another build is writing to {output} ({read_bytes(path).decode()}"
