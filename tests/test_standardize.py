@@ -27,16 +27,30 @@ def test_relative_gripper_never_set_is_open():
 
 
 def test_relative_gripper_holds_last_command():
-    g = np.array([0.0, 1.0, 0.0, 0.05, -1.0, -0.05, 0.1, 0.0, -0.1, 0.0])
-    #            open  close hold hold open  hold   close hold open hold
-    expected = [1, 0, 0, 0, 1, 1, 0, 0, 1, 1]
+    g = np.array([0.0, 1.0, 0.0, 0.05, -1.0, -0.05, 0.1, 0.0, -0.1, 0.11, -0.11])
+    # before close, close, hold, hold, open, hold, ±0.1 exactly is no command, close, open
+    expected = [1, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1]
     out = gripper_relative_to_absolute(g)
     assert out.dtype == np.float32 and out.tolist() == expected
 
 
-def test_relative_gripper_before_first_command_is_open():
-    assert gripper_relative_to_absolute(np.array([0.0, 0.0, -1.0, 0.0])).tolist() == [1, 1, 1, 1]
+def test_relative_gripper_before_first_command_is_its_opposite():
+    # Octo/OpenVLA rel2abs: the first command is assumed not redundant, so an opening command
+    # means the gripper was closed before it (and open before a first closing command).
+    assert gripper_relative_to_absolute(np.array([0.0, 0.0, -1.0, 0.0])).tolist() == [0, 0, 1, 1]
     assert gripper_relative_to_absolute(np.array([0.0, 0.0, 1.0, 0.0])).tolist() == [1, 1, 0, 0]
+    assert gripper_relative_to_absolute(np.array([0.1, -0.1, -0.5])).tolist() == [0, 0, 1]
+
+
+def test_relative_gripper_mock_episode_first_command_open_after_two_idle_steps():
+    """The issue's case: RT-1 closedness commands, first command 'open' after two idle steps."""
+    g = np.zeros(36, np.float32)
+    g[2], g[15], g[30] = -1.0, 1.0, -1.0
+    out = gripper_relative_to_absolute(g)
+    expected = np.array([0.0] * 2 + [1.0] * 13 + [0.0] * 15 + [1.0] * 6)   # rule written out
+    np.testing.assert_array_equal(out, expected)
+    old_rule = np.array([1.0] * 15 + [0.0] * 15 + [1.0] * 6)   # "open before any command"
+    assert np.mean(out == old_rule) == pytest.approx(34 / 36)    # 0.944: the two idle steps
 
 
 def test_binarize_settled_values_and_next_settled():
@@ -45,9 +59,12 @@ def test_binarize_settled_values_and_next_settled():
     assert gripper_binarize(g).tolist() == [1, 0, 0, 1, 1, 0, 0, 0]
 
 
-def test_binarize_trailing_in_between_rounds_at_half():
-    assert gripper_binarize(np.array([1.0, 0.7, 0.5])).tolist() == [1, 1, 1]
-    assert gripper_binarize(np.array([1.0, 0.3, 0.4])).tolist() == [1, 0, 0]
+def test_binarize_trailing_in_between_carries_last_raw_value_back():
+    # Octo's scan starts from the last raw value: a trailing in-between run takes that value
+    out = gripper_binarize(np.array([1.0, 0.7, 0.5]))
+    assert out.dtype == np.float32 and out.tolist() == [1.0, 0.5, 0.5]
+    assert gripper_binarize(np.array([1.0, 0.3, 0.4, 0.0, 0.6, 0.8])).tolist() == \
+        pytest.approx([1.0, 0.0, 0.0, 0.0, 0.8, 0.8])
     assert gripper_binarize(np.zeros(0)).shape == (0,)
 
 
@@ -113,26 +130,47 @@ def test_fractal_uses_action_key_prefix():
         FUNCTIONS["fractal20220817_data"](steps, {})
 
 
-def test_bridge_dataset_drops_first_and_binarizes():
+def test_bridge_dataset_raw_option_drops_first_and_binarizes():
     raw = rng_actions(5, 7)
     raw[0, :6] = 0
     raw[:, 6] = [1.0, 0.6, 0.01, 0.5, 1.0]
-    actions, keep = FUNCTIONS["bridge_dataset"]({"action": raw}, {})
+    actions, keep = FUNCTIONS["bridge_dataset"]({"action": raw}, {"recompute_from_state": False})
     assert keep.tolist() == [1, 2, 3, 4]
     np.testing.assert_array_equal(actions[:, :6], raw[1:, :6])
     assert actions[:, 6].tolist() == [0, 0, 1, 1]
 
 
-def test_bridge_dataset_recompute_from_state():
-    raw = rng_actions(5, 7)
-    raw[:, 6] = 1.0
-    state = rng_actions(5, 7, 3)
-    actions, keep = FUNCTIONS["bridge_dataset"](
-        {"action": raw, "observation/state": state}, {"recompute_from_state": True})
-    assert keep.tolist() == [1, 2, 3]
+def test_bridge_dataset_default_relabels_from_consecutive_states():
+    raw = rng_actions(6, 7)
+    raw[:, 6] = [1.0, 1.0, 0.5, 0.0, 0.0, 0.7]   # ends in between: carried back, not rounded
+    state = rng_actions(6, 7, 3)
+    actions, keep = FUNCTIONS["bridge_dataset"]({"action": raw, "observation/state": state}, {})
+    # OpenVLA bridge_orig: drop the all-zero first step, binarize, relabel, drop the last step
+    assert keep.tolist() == [1, 2, 3, 4]
     for row, i in zip(actions, keep):
         np.testing.assert_allclose(row[:6], state[i + 1, :6] - state[i, :6], rtol=1e-6)
-        assert row[6] == 1.0
+    assert actions[:, 6].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
+
+
+def test_bridge_dataset_relabel_on_real_sample_differs_from_raw():
+    """On the real Bridge sample the published relabelling is what the build yields by default;
+    the raw action[:6] differs from it by about 0.114 at most."""
+    if not BRIDGE_DEBUG.exists():
+        pytest.skip("shared Bridge sample not present")
+    tfds = pytest.importorskip("tensorflow_datasets")
+    ds = tfds.builder_from_directory(str(BRIDGE_DEBUG)).as_dataset(
+        split="train", decoders={"steps": tfds.decode.SkipDecoding()})
+    worst = 0.0
+    for record in ds:
+        steps = _flatten(record["steps"])
+        actions, keep = FUNCTIONS["bridge_dataset"](steps, {})
+        state, raw = steps["observation/state"], steps["action"]
+        T = len(raw)
+        assert keep.tolist() == list(range(1, T - 1))
+        np.testing.assert_allclose(actions[:, :6], state[2:T, :6] - state[1:T - 1, :6],
+                                   atol=1e-6)
+        worst = max(worst, float(np.abs(actions[:, :6] - raw[1:T - 1, :6]).max()))
+    assert 0.10 < worst < 0.12
 
 
 def test_bridge_openx():
@@ -272,7 +310,8 @@ def test_episode_fields():
 def test_episode_kept_steps_keep_source_index_and_flags():
     raw = make_raw(5)
     raw["steps"]["action"][:, 6] = 1.0
-    ep = standardize_episode(raw, make_config(standardize="bridge_dataset"), "e")
+    ep = standardize_episode(raw, make_config(standardize="bridge_dataset",
+                                                 options={"recompute_from_state": False}), "e")
     assert [s.index for s in ep.steps] == [1, 2, 3, 4] and ep.num_steps == 5
     assert [s.is_first for s in ep.steps] == [False] * 4
     assert ep.steps[0].image == raw["steps"]["observation/image"][1]
@@ -360,7 +399,8 @@ def test_episode_errors():
         standardize_episode(empty, make_config(), "e")
     one = make_raw(1)
     with pytest.raises(StandardizeError, match=r"no steps left.*source has 1"):
-        standardize_episode(one, make_config(standardize="bridge_dataset"), "e")
+        standardize_episode(one, make_config(standardize="bridge_dataset",
+                                             options={"recompute_from_state": False}), "e")
     bad_text = make_raw(2)
     bad_text["steps"]["language_instruction"] = np.array([b"\xff\xfe", b"ok"], object)
     with pytest.raises(StandardizeError, match="not UTF-8"):
@@ -406,11 +446,13 @@ def test_bridge_debug_sample_with_bundled_config():
                "episode_metadata": _flatten(record["episode_metadata"], "episode_metadata/")}
         ep = standardize_episode(raw, config, "ep")
         source = raw["steps"]["action"]
-        assert ep.num_steps == len(source) and [s.index for s in ep.steps] == \
-            list(range(1, len(source)))
-        np.testing.assert_array_equal(ep.actions()[:, :6], source[1:, :6])
+        state = raw["steps"]["observation/state"]
+        T = len(source)
+        assert ep.num_steps == T and [s.index for s in ep.steps] == list(range(1, T - 1))
+        np.testing.assert_allclose(ep.actions()[:, :6], state[2:, :6] - state[1:-1, :6],
+                                   atol=1e-6)
         assert set(ep.actions()[:, 6].tolist()) <= {0.0, 1.0}
-        assert ep.steps[0].instruction and ep.states().shape == (len(source) - 1, 7)
+        assert ep.steps[0].instruction and ep.states().shape == (T - 2, 7)
         assert decode_rgb(ep.steps[0].image).shape == (64, 64, 3)
         assert isinstance(ep.metadata["file_path"], str)
         json.dumps(ep.metadata)

@@ -124,30 +124,37 @@ def step_field(steps: Steps, key: str, width: int | None = None,
 
 
 def gripper_relative_to_absolute(g: np.ndarray) -> np.ndarray:
-    """RT-1 relative gripper commands (−1 open, +1 close) → absolute 1 = open / 0 = closed.
+    """Relative gripper commands (−1 open, +1 close; RT-1 and kin) → absolute 1 = open / 0 = closed.
 
-    g ≤ −0.1 opens, g ≥ 0.1 closes, anything between holds the last command; steps before the
-    first command are open."""
+    A command is g < −0.1 (open) or g > 0.1 (close), strictly; between commands the state holds.
+    Before the first command the state is the opposite of that command (Octo/OpenVLA assume the
+    first command is not redundant); with no command at all the gripper is open throughout."""
     g = np.asarray(g, np.float32).reshape(-1)
-    command = np.where(g <= -0.1, 1.0, 0.0)
-    is_command = (g <= -0.1) | (g >= 0.1)
+    is_command = (g < -0.1) | (g > 0.1)
+    opens = g < -0.1
+    if not is_command.any():
+        return np.ones(len(g), np.float32)
     last = np.where(is_command, np.arange(len(g)), -1)
     np.maximum.accumulate(last, out=last)
-    return np.where(last >= 0, command[np.maximum(last, 0)], 1.0).astype(np.float32)
+    before_first = not opens[np.argmax(is_command)]
+    return np.where(last >= 0, opens[np.maximum(last, 0)], before_first).astype(np.float32)
 
 
 def gripper_binarize(g: np.ndarray) -> np.ndarray:
     """Bridge absolute gripper (1 open … 0 closed) → {0, 1}.
 
     > 0.95 is open, < 0.05 closed; an in-between value (the gripper moving) takes the next settled
-    value. In-between values with no settled value after them round at 0.5."""
+    value. In-between values with no settled value after them take the episode's last raw value
+    (Octo's carry-back rule, so they are not binary)."""
     g = np.asarray(g, np.float32).reshape(-1)
     n = len(g)
     settled = (g > 0.95) | (g < 0.05)
     nxt = np.where(settled, np.arange(n), n)
     nxt = np.minimum.accumulate(nxt[::-1])[::-1]
-    settled_open = g > 0.95
-    return np.where(nxt < n, settled_open[np.minimum(nxt, n - 1)], g >= 0.5).astype(np.float32)
+    if n == 0:
+        return g
+    settled_open = (g > 0.95).astype(np.float32)
+    return np.where(nxt < n, settled_open[np.minimum(nxt, n - 1)], g[-1]).astype(np.float32)
 
 
 def gripper_minus_one_open(g: np.ndarray) -> np.ndarray:
@@ -188,9 +195,11 @@ def fractal(steps: Steps, options: dict[str, Any], action_key: str):
 
 
 @register("bridge_dataset", recompute_from_state=Option(
-    _is_bool, False, "OpenVLA: motion from consecutive observation/state, drop the last step"))
+    _is_bool, True, "motion from consecutive observation/state, last step dropped (Octo, "
+    "OpenVLA, ECoT); false: the raw action[:6]"))
 def bridge_dataset(steps: Steps, options: dict[str, Any], action_key: str):
-    """BridgeData V2 (bridge_orig): binarized gripper; drops the first step (all-zero motion)."""
+    """BridgeData V2 (bridge_orig): binarized gripper; drops the first step (all-zero motion);
+    by default the motion is relabelled from consecutive states and the last step dropped."""
     raw = step_field(steps, action_key, 7)
     gripper = gripper_binarize(raw[:, 6])
     if options["recompute_from_state"]:
