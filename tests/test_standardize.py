@@ -245,7 +245,8 @@ def test_check_options_messages():
     with pytest.raises(ValueError, match=r"action_keys must be a non-empty list"):
         FUNCTIONS["generic"].check_options({"gripper": "open_is_one", "action_keys": "action"})
     assert FUNCTIONS["generic"].check_options({"gripper": "open_is_one"}) == {
-        "action_keys": None, "gripper": "open_is_one", "drop_first": False}
+        "action_keys": None, "gripper": "open_is_one", "drop_first": False, "layout": None,
+        "quaternion_at": None}
 
 
 # --- whole episodes ----------------------------------------------------------------------
@@ -456,3 +457,53 @@ def test_bridge_debug_sample_with_bundled_config():
         assert decode_rgb(ep.steps[0].image).shape == (64, 64, 3)
         assert isinstance(ep.metadata["file_path"], str)
         json.dumps(ep.metadata)
+
+
+# --- generic: layout, quaternions, more gripper conventions, code-point text ----------------
+
+def test_generic_layout_picks_columns_and_constants():
+    raw = rng_actions(4, 15)
+    actions, keep = FUNCTIONS["generic"](
+        {"action": raw}, {"layout": [-8, -7, -6, "zero", -4, "one", -2],
+                          "gripper": "minus_one_closed"})
+    np.testing.assert_array_equal(actions[:, :3], raw[:, 7:10])
+    assert actions[:, 3].tolist() == [0] * 4 and actions[:, 5].tolist() == [1] * 4
+    np.testing.assert_array_equal(actions[:, 4], raw[:, 11])
+    np.testing.assert_array_equal(actions[:, 6], np.clip(raw[:, 13], 0, 1))
+    assert keep.tolist() == [0, 1, 2, 3]
+    with pytest.raises(StandardizeError, match=r"layout index 9 is outside the 2 action dims"):
+        FUNCTIONS["generic"]({"action": raw[:, :2]}, {"layout": [0, 1, 9, 0, 0, 0, 0],
+                                                      "gripper": "open_is_one"})
+    with pytest.raises(ValueError, match="layout must be 7 entries"):
+        FUNCTIONS["generic"].check_options({"layout": [0, 1, "two"], "gripper": "open_is_one"})
+
+
+def test_generic_quaternion_becomes_euler_like_tensorflow_graphics():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(5)
+    q = rng.normal(size=(6, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    raw = np.concatenate([rng.normal(size=(6, 3)), q, rng.uniform(-1, 1, (6, 1))], axis=1)
+    actions, _ = FUNCTIONS["generic"]({"action": raw.astype(np.float32)},
+                                      {"quaternion_at": 3, "gripper": "minus_one_open"})
+    # R = Rz(yaw) Ry(pitch) Rx(roll), quaternion (x, y, z, w): scipy's extrinsic "xyz"
+    expected = Rotation.from_quat(raw[:, 3:7]).as_euler("xyz")
+    np.testing.assert_allclose(actions[:, 3:6], expected, atol=1e-5)
+    np.testing.assert_allclose(actions[:, 6], 1 - np.clip(raw[:, 7], 0, 1), atol=1e-7)
+    with pytest.raises(StandardizeError, match="quaternion_at 5: action keys"):
+        FUNCTIONS["generic"]({"action": raw.astype(np.float32)},
+                             {"quaternion_at": 5, "gripper": "open_is_one"})
+
+
+def test_instruction_from_zero_padded_code_points():
+    raw = make_raw(2)
+    text = "push the blue cube to the ☆"
+    points = np.zeros((2, 512), np.int32)
+    points[:, :len(text)] = [ord(c) for c in text]
+    raw["steps"]["language_instruction"] = points
+    ep = standardize_episode(raw, make_config(), "e")
+    assert [s.instruction for s in ep.steps] == [text, text]
+    points[1, 0] = -5
+    with pytest.raises(StandardizeError, match="step 1: not Unicode code points"):
+        standardize_episode(raw, make_config(), "e")
