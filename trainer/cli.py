@@ -27,7 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from pipeline.errors import UsageError
+    from trainer.mixtures import data_specs
     from trainer.train import main
+
+    try:
+        data_specs(args)   # a wrong --data/--mixture is one line, before any model loads
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
     return main(args=args)
 
