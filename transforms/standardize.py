@@ -130,8 +130,9 @@ def gripper_relative_to_absolute(g: np.ndarray) -> np.ndarray:
     Before the first command the state is the opposite of that command (Octo/OpenVLA assume the
     first command is not redundant); with no command at all the gripper is open throughout."""
     g = np.asarray(g, np.float32).reshape(-1)
-    is_command = (g < -0.1) | (g > 0.1)
-    opens = g < -0.1
+    limit = np.float32(0.1)   # compared in float32, as the published TensorFlow code does
+    is_command = (g < -limit) | (g > limit)
+    opens = g < -limit
     if not is_command.any():
         return np.ones(len(g), np.float32)
     last = np.where(is_command, np.arange(len(g)), -1)
