@@ -25,7 +25,8 @@ COMMANDS = {"build": "armdata.commands.build", "inspect": "armdata.commands.insp
             "demo": "armdata.commands.demo", "preview": "armdata.commands.preview",
             "depth-tokens": "armdata.commands.depth_tokens", "train-vqvae": "armdata.commands.train_vqvae",
             "track": "armdata.commands.track", "push": "armdata.commands.push", "export": "armdata.commands.export",
-            "train": "armdata.commands.train", "predict": "armdata.commands.train"}
+            "train": "armdata.commands.train", "predict": "armdata.commands.train",
+            "configs": "armdata.commands.list_configs"}
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 log = logging.getLogger(__name__)

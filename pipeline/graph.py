@@ -127,9 +127,10 @@ class CombineStats(beam.CombineFn):
     """Exact statistics over all written transitions (`StatsAccumulator` sorts each column
     before reducing, so the result does not depend on the runner's order)."""
 
-    def __init__(self, dataset: str, mask: tuple[bool, ...]) -> None:
+    def __init__(self, dataset: str, mask: tuple[bool, ...], config_version: int = 1) -> None:
         self.dataset = dataset
         self.mask = list(mask)
+        self.config_version = config_version
 
     def create_accumulator(self) -> StatsAccumulator:
         return StatsAccumulator()
@@ -142,7 +143,8 @@ class CombineStats(beam.CombineFn):
         return StatsAccumulator.merge(accs)
 
     def extract_output(self, acc: StatsAccumulator) -> dict | None:
-        return acc.finalize(self.dataset, self.mask) if acc.num_trajectories else None
+        return acc.finalize(self.dataset, self.mask, self.config_version) \
+            if acc.num_trajectories else None
 
 
 def sum_dicts(dicts: Any) -> dict[str, int]:
@@ -189,7 +191,7 @@ def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: Datase
 
     if stats is None:
         stats_pc = summaries | "Statistics" >> beam.CombineGlobally(
-            CombineStats(config.name, config.action_mask))
+            CombineStats(config.name, config.action_mask, config.version))
     else:
         stats_pc = p | "GivenStatistics" >> beam.Create([stats])
 

@@ -79,6 +79,12 @@ class DatasetConfig:
     arms: tuple[ArmConfig, ...] = (ArmConfig(),)
     motion: MotionConfig = MotionConfig()
     description: str = ""
+    version: int = 1                   # bumped when the conversion changes (statistics record it)
+    fps: float | None = None           # the robot's control rate, Hz
+    license: str | None = None         # the source data's licence (SPDX-style id)
+    source: str | None = None          # where the data is published, e.g. gs://.../<name>/<version>
+    action_space: str = "ee_delta"     # "unsupported": a build refuses, naming unsupported_reason
+    unsupported_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,7 +131,8 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
         raise ConfigError(f"{source}: standardize {values['standardize']!r} is not one of "
                           f"{sorted(standardize.FUNCTIONS)}")
     for key in ("name", "standardize", "image_key", "instruction_key", "wrist_image_key",
-                "state_key", "action_key", "depth_key", "description"):
+                "state_key", "action_key", "depth_key", "description", "license", "source",
+                "unsupported_reason"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise ConfigError(f"{source}: {key} must be a string, got {values[key]!r}")
     mask = values.get("action_mask", DEFAULT_MASK)
@@ -139,6 +146,7 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
             raise ConfigError(f"{source}: {flag} must be true or false")
     if values.get("require_instruction", True) and not values.get("instruction_key"):
         raise ConfigError(f"{source}: require_instruction is true but no instruction_key is set")
+    _check_provenance(values, source)
     if not isinstance(values.get("depth_scale", 1.0), (int, float)):
         raise ConfigError(f"{source}: depth_scale must be a number")
     if values.get("camera") is not None:
@@ -169,6 +177,27 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     except ValueError as exc:
         raise ConfigError(f"{source}: options: {exc}") from exc
     return DatasetConfig(**values)
+
+
+ACTION_SPACES = ("ee_delta", "unsupported")
+
+
+def _check_provenance(values: dict[str, Any], source: str) -> None:
+    """version, fps, action_space (+ unsupported_reason): types and consistency."""
+    version = values.get("version", 1)
+    if not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+        raise ConfigError(f"{source}: version must be an int >= 1, got {version!r}")
+    fps = values.get("fps")
+    if fps is not None and not (isinstance(fps, (int, float)) and not isinstance(fps, bool)
+                                and fps > 0):
+        raise ConfigError(f"{source}: fps must be a positive number (Hz), got {fps!r}")
+    space = values.get("action_space", "ee_delta")
+    if space not in ACTION_SPACES:
+        raise ConfigError(f"{source}: action_space must be one of {list(ACTION_SPACES)}, "
+                          f"got {space!r}")
+    if (space == "unsupported") != bool(values.get("unsupported_reason")):
+        raise ConfigError(f"{source}: unsupported_reason is required with (and only with) "
+                          f"action_space: unsupported")
 
 
 def parse_motion(raw: Any, what: str) -> MotionConfig:

@@ -79,6 +79,9 @@ class Episode:
     num_steps: int                           # length of the source episode
     steps: list[Step]
     metadata: dict[str, Any] = field(default_factory=dict)  # JSON-able, passed through
+    # every source step's state (num_steps, S), also those a config drops (Bridge's last step):
+    # language motions are windows over the whole source episode (SPEC §7)
+    source_states: np.ndarray | None = None
 
     def drop_steps(self, reasons: dict[int, str], stage: str) -> list[Rejection]:
         """Remove the steps at the given positions (list positions, not source indices) and return

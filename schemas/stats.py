@@ -69,8 +69,11 @@ class StatsAccumulator:
         merged.num_trajectories = sum(acc.num_trajectories for acc in parts)
         return merged
 
-    def finalize(self, dataset: str, mask: Sequence[bool]) -> dict[str, Any]:
-        """`{dataset: {...}}` with plain Python numbers, ready for `dumps_stats`."""
+    def finalize(self, dataset: str, mask: Sequence[bool],
+                 config_version: int = 1) -> dict[str, Any]:
+        """`{dataset: {...}}` with plain Python numbers, ready for `dumps_stats`.
+        `config_version` (the dataset config's `version`) is recorded so statistics of an older
+        conversion are not applied to a newer one."""
         if not self.actions:
             raise ValueError(f"no transitions for dataset {dataset!r}: cannot compute action "
                              f"statistics (were all episodes rejected?)")
@@ -82,7 +85,8 @@ class StatsAccumulator:
         action["mask"] = [bool(m) for m in mask]
         return {dataset: {"action": action, "proprio": column_stats(states),
                           "num_transitions": int(len(actions)),
-                          "num_trajectories": int(self.num_trajectories)}}
+                          "num_trajectories": int(self.num_trajectories),
+                          "config_version": int(config_version)}}
 
 
 def column_stats(values: np.ndarray) -> dict[str, list[float]]:
@@ -102,8 +106,9 @@ def dumps_stats(stats: dict[str, Any]) -> str:
     return json.dumps(stats, sort_keys=True, indent=2) + "\n"
 
 
-def load_stats(path: str | Path, dataset: str) -> dict[str, Any]:
-    """The entry for `dataset` of a `dataset_statistics.json`, checked to have 7-d q01/q99/mask."""
+def load_stats(path: str | Path, dataset: str, config_version: int = 1) -> dict[str, Any]:
+    """The entry for `dataset` of a `dataset_statistics.json`, checked to have 7-d q01/q99/mask
+    and to come from the same config version (an entry without one is version 1)."""
     path = Path(path)
     if not path.is_file():
         raise StatsError(f"statistics file {path} does not exist")
@@ -123,4 +128,9 @@ def load_stats(path: str | Path, dataset: str) -> dict[str, Any]:
         if not (isinstance(value, list) and len(value) == 7):
             raise StatsError(f"{path}: {dataset!r} action.{key} must be a list of 7 values, "
                              f"got {value!r}")
+    found = entry.get("config_version", 1)
+    if found != config_version:
+        raise StatsError(f"{path}: {dataset!r} statistics are of config version {found}, the "
+                         f"config is version {config_version} (its actions changed); "
+                         f"recompute them")
     return entry

@@ -25,7 +25,8 @@ def built(bridge_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source(bridge_dir):
-    """episode tfds id → (actions (T,7), instructions) read with tfds' own decoding."""
+    """episode tfds id → (actions (T,7), instructions, states (T,7)) read with tfds' own
+    decoding."""
     builder = tfds.builder_from_directory(str(bridge_dir))
     ds = builder.as_dataset(split="train", read_config=tfds.ReadConfig(add_tfds_id=True))
     episodes = {}
@@ -33,18 +34,20 @@ def source(bridge_dir):
         steps = list(ep["steps"])
         episodes["bridge_dataset/" + ep["tfds_id"].decode()] = (
             np.stack([s["action"] for s in steps]),
-            [s["language_instruction"].decode() for s in steps])
+            [s["language_instruction"].decode() for s in steps],
+            np.stack([s["observation"]["state"] for s in steps]))
     return episodes
 
 
 def settled_gripper(g: list[float], t: int) -> float:
-    """SPEC §5 bridge: >0.95 open, <0.05 closed, else the next settled value."""
+    """SPEC §5 bridge: >0.95 open, <0.05 closed, else the next settled value (none: the
+    episode's last raw value, Octo's carry-back)."""
     for value in g[t:]:
         if value > 0.95:
             return 1.0
         if value < 0.05:
             return 0.0
-    return float(g[t] >= 0.5)
+    return float(g[-1])
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,8 +79,9 @@ def test_counts_and_files(built):
     manifest = json.loads((built / "manifest.json").read_text())
     c = manifest["counts"]
     assert c["episodes_in"] == 25 and c["episodes_out"] == 25 and c["episodes_rejected"] == 0
-    assert c["steps_source"] == 250 and c["steps_dropped_by_config"] == 25
-    assert c["steps_in"] == c["steps_out"] + c["steps_rejected"] == 225
+    # first (all-zero) and last (no next state) step of each episode dropped by the config
+    assert c["steps_source"] == 250 and c["steps_dropped_by_config"] == 50
+    assert c["steps_in"] == c["steps_out"] + c["steps_rejected"] == 200
     assert manifest["num_shards"] == 3
     assert [s["path"] for s in manifest["shards"]] == [
         f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
@@ -92,12 +96,14 @@ def test_counts_and_files(built):
 def test_rows_match_source_and_spec(built, source):
     rows = read_rows(built)
     stats = json.loads((built / "dataset_statistics.json").read_text())["bridge_dataset"]
-    # Expected canonical actions: the source's, first step dropped, gripper binarized.
+    # Expected canonical actions (SPEC §5, OpenVLA bridge_orig): first step dropped, motion
+    # relabelled as state[t+1] - state[t], last step dropped, gripper binarized.
     expected = {}
-    for eid, (actions, instructions) in source.items():
+    for eid, (actions, instructions, states) in source.items():
         grip = actions[:, 6].tolist()
-        for t in range(1, len(actions)):
-            a = actions[t].astype(np.float32).copy()
+        for t in range(1, len(actions) - 1):
+            a = np.zeros(7, np.float32)
+            a[:6] = states[t + 1, :6] - states[t, :6]
             a[6] = settled_gripper(grip, t)
             expected[(eid, t)] = (a, instructions[t])
     assert len(rows) == len(expected)
@@ -109,7 +115,8 @@ def test_rows_match_source_and_spec(built, source):
     q99 = np.quantile(all_actions, 0.99, axis=0)
     np.testing.assert_allclose(stats["action"]["q01"], q01, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(stats["action"]["q99"], q99, rtol=1e-6, atol=1e-8)
-    assert stats["num_transitions"] == 225 and stats["num_trajectories"] == 25
+    assert stats["num_transitions"] == 200 and stats["num_trajectories"] == 25
+    assert stats["config_version"] == 2
     assert stats["action"]["mask"] == [True] * 6 + [False]
 
     strings = {}

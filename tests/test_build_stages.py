@@ -26,7 +26,8 @@ from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 GOLDEN_VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"
 CPU = ["--depth-device", "cpu", "--trace-device", "cpu"]
 BRIDGE_EPISODES = 3
-BRIDGE_STEPS = 9           # 10 source steps, the all-zero first one dropped by the config
+BRIDGE_STEPS = 8           # 10 source steps; the config drops the all-zero first one and the
+#                            last (relabelled motion needs the next state)
 SEEDS = {0: (1, (30.0, 20.0)), 1: (5, (40.0, 44.0))}   # episode → (source step, point); 2 has none
 
 

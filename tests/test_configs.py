@@ -37,7 +37,7 @@ def test_source_keys_from_spec():
     bridge = load_config("bridge_dataset")
     assert (bridge.image_key, bridge.instruction_key, bridge.state_key) == (
         "observation/image_0", "language_instruction", "observation/state")
-    assert bridge.options == {"recompute_from_state": False}
+    assert bridge.options == {"recompute_from_state": True} and bridge.version == 2
     for name in ("fractal20220817_data", "bridge", "bc_z"):
         config = load_config(name)
         assert config.standardize == name and config.image_key == "observation/image"
@@ -73,6 +73,13 @@ BASE = {"name": "x", "standardize": "identity", "image_key": "observation/image"
      r"options: gripper must be one of \['open_is_one'"),
     ({"standardize": "bridge_dataset", "options": {"recompute_from_state": 1}},
      r"recompute_from_state must be true or false"),
+    ({"version": 0}, r"version must be an int >= 1"),
+    ({"fps": "fast"}, r"fps must be a positive number"),
+    ({"fps": 0}, r"fps must be a positive number"),
+    ({"license": 4}, r"license must be a string"),
+    ({"action_space": "joints"}, r"action_space must be one of \['ee_delta', 'unsupported'\]"),
+    ({"action_space": "unsupported"}, r"unsupported_reason is required with"),
+    ({"unsupported_reason": "why"}, r"unsupported_reason is required with"),
 ])
 def test_config_errors(change, message):
     raw = {**BASE, **change}
@@ -92,3 +99,18 @@ def test_config_file_errors(tmp_path):
     path.write_text("name: mine\nstandardize: generic\nimage_key: image\n"
                     "require_instruction: false\noptions: {gripper: open_is_one}\n")
     assert load_config(str(path)).instruction_key is None
+
+
+def test_build_refuses_unsupported_action_space(tmp_path, capsys):
+    from tests.conftest import build
+
+    path = tmp_path / "joints.yaml"
+    path.write_text("name: joints\nstandardize: identity\nimage_key: observation/image\n"
+                    "instruction_key: language_instruction\naction_space: unsupported\n"
+                    "unsupported_reason: joint-position actions (7 joint deltas)\n")
+    assert build("--config", path, "--source", tmp_path / "nowhere", "--output",
+                 tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("config 'joints': unsupported action space: joint-position "
+                            "actions (7 joint deltas)")
+    assert not (tmp_path / "out").exists()

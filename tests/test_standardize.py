@@ -27,16 +27,30 @@ def test_relative_gripper_never_set_is_open():
 
 
 def test_relative_gripper_holds_last_command():
-    g = np.array([0.0, 1.0, 0.0, 0.05, -1.0, -0.05, 0.1, 0.0, -0.1, 0.0])
-    #            open  close hold hold open  hold   close hold open hold
-    expected = [1, 0, 0, 0, 1, 1, 0, 0, 1, 1]
+    g = np.array([0.0, 1.0, 0.0, 0.05, -1.0, -0.05, 0.1, 0.0, -0.1, 0.11, -0.11])
+    # before close, close, hold, hold, open, hold, ±0.1 exactly is no command, close, open
+    expected = [1, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1]
     out = gripper_relative_to_absolute(g)
     assert out.dtype == np.float32 and out.tolist() == expected
 
 
-def test_relative_gripper_before_first_command_is_open():
-    assert gripper_relative_to_absolute(np.array([0.0, 0.0, -1.0, 0.0])).tolist() == [1, 1, 1, 1]
+def test_relative_gripper_before_first_command_is_its_opposite():
+    # Octo/OpenVLA rel2abs: the first command is assumed not redundant, so an opening command
+    # means the gripper was closed before it (and open before a first closing command).
+    assert gripper_relative_to_absolute(np.array([0.0, 0.0, -1.0, 0.0])).tolist() == [0, 0, 1, 1]
     assert gripper_relative_to_absolute(np.array([0.0, 0.0, 1.0, 0.0])).tolist() == [1, 1, 0, 0]
+    assert gripper_relative_to_absolute(np.array([0.1, -0.1, -0.5])).tolist() == [0, 0, 1]
+
+
+def test_relative_gripper_mock_episode_first_command_open_after_two_idle_steps():
+    """The issue's case: RT-1 closedness commands, first command 'open' after two idle steps."""
+    g = np.zeros(36, np.float32)
+    g[2], g[15], g[30] = -1.0, 1.0, -1.0
+    out = gripper_relative_to_absolute(g)
+    expected = np.array([0.0] * 2 + [1.0] * 13 + [0.0] * 15 + [1.0] * 6)   # rule written out
+    np.testing.assert_array_equal(out, expected)
+    old_rule = np.array([1.0] * 15 + [0.0] * 15 + [1.0] * 6)   # "open before any command"
+    assert np.mean(out == old_rule) == pytest.approx(34 / 36)    # 0.944: the two idle steps
 
 
 def test_binarize_settled_values_and_next_settled():
@@ -45,9 +59,12 @@ def test_binarize_settled_values_and_next_settled():
     assert gripper_binarize(g).tolist() == [1, 0, 0, 1, 1, 0, 0, 0]
 
 
-def test_binarize_trailing_in_between_rounds_at_half():
-    assert gripper_binarize(np.array([1.0, 0.7, 0.5])).tolist() == [1, 1, 1]
-    assert gripper_binarize(np.array([1.0, 0.3, 0.4])).tolist() == [1, 0, 0]
+def test_binarize_trailing_in_between_carries_last_raw_value_back():
+    # Octo's scan starts from the last raw value: a trailing in-between run takes that value
+    out = gripper_binarize(np.array([1.0, 0.7, 0.5]))
+    assert out.dtype == np.float32 and out.tolist() == [1.0, 0.5, 0.5]
+    assert gripper_binarize(np.array([1.0, 0.3, 0.4, 0.0, 0.6, 0.8])).tolist() == \
+        pytest.approx([1.0, 0.0, 0.0, 0.0, 0.8, 0.8])
     assert gripper_binarize(np.zeros(0)).shape == (0,)
 
 
@@ -113,26 +130,47 @@ def test_fractal_uses_action_key_prefix():
         FUNCTIONS["fractal20220817_data"](steps, {})
 
 
-def test_bridge_dataset_drops_first_and_binarizes():
+def test_bridge_dataset_raw_option_drops_first_and_binarizes():
     raw = rng_actions(5, 7)
     raw[0, :6] = 0
     raw[:, 6] = [1.0, 0.6, 0.01, 0.5, 1.0]
-    actions, keep = FUNCTIONS["bridge_dataset"]({"action": raw}, {})
+    actions, keep = FUNCTIONS["bridge_dataset"]({"action": raw}, {"recompute_from_state": False})
     assert keep.tolist() == [1, 2, 3, 4]
     np.testing.assert_array_equal(actions[:, :6], raw[1:, :6])
     assert actions[:, 6].tolist() == [0, 0, 1, 1]
 
 
-def test_bridge_dataset_recompute_from_state():
-    raw = rng_actions(5, 7)
-    raw[:, 6] = 1.0
-    state = rng_actions(5, 7, 3)
-    actions, keep = FUNCTIONS["bridge_dataset"](
-        {"action": raw, "observation/state": state}, {"recompute_from_state": True})
-    assert keep.tolist() == [1, 2, 3]
+def test_bridge_dataset_default_relabels_from_consecutive_states():
+    raw = rng_actions(6, 7)
+    raw[:, 6] = [1.0, 1.0, 0.5, 0.0, 0.0, 0.7]   # ends in between: carried back, not rounded
+    state = rng_actions(6, 7, 3)
+    actions, keep = FUNCTIONS["bridge_dataset"]({"action": raw, "observation/state": state}, {})
+    # OpenVLA bridge_orig: drop the all-zero first step, binarize, relabel, drop the last step
+    assert keep.tolist() == [1, 2, 3, 4]
     for row, i in zip(actions, keep):
         np.testing.assert_allclose(row[:6], state[i + 1, :6] - state[i, :6], rtol=1e-6)
-        assert row[6] == 1.0
+    assert actions[:, 6].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
+
+
+def test_bridge_dataset_relabel_on_real_sample_differs_from_raw():
+    """On the real Bridge sample the published relabelling is what the build yields by default;
+    the raw action[:6] differs from it by about 0.114 at most."""
+    if not BRIDGE_DEBUG.exists():
+        pytest.skip("shared Bridge sample not present")
+    tfds = pytest.importorskip("tensorflow_datasets")
+    ds = tfds.builder_from_directory(str(BRIDGE_DEBUG)).as_dataset(
+        split="train", decoders={"steps": tfds.decode.SkipDecoding()})
+    worst = 0.0
+    for record in ds:
+        steps = _flatten(record["steps"])
+        actions, keep = FUNCTIONS["bridge_dataset"](steps, {})
+        state, raw = steps["observation/state"], steps["action"]
+        T = len(raw)
+        assert keep.tolist() == list(range(1, T - 1))
+        np.testing.assert_allclose(actions[:, :6], state[2:T, :6] - state[1:T - 1, :6],
+                                   atol=1e-6)
+        worst = max(worst, float(np.abs(actions[:, :6] - raw[1:T - 1, :6]).max()))
+    assert 0.10 < worst < 0.12
 
 
 def test_bridge_openx():
@@ -207,7 +245,8 @@ def test_check_options_messages():
     with pytest.raises(ValueError, match=r"action_keys must be a non-empty list"):
         FUNCTIONS["generic"].check_options({"gripper": "open_is_one", "action_keys": "action"})
     assert FUNCTIONS["generic"].check_options({"gripper": "open_is_one"}) == {
-        "action_keys": None, "gripper": "open_is_one", "drop_first": False}
+        "action_keys": None, "gripper": "open_is_one", "drop_first": False, "layout": None,
+        "quaternion_at": None}
 
 
 # --- whole episodes ----------------------------------------------------------------------
@@ -272,7 +311,8 @@ def test_episode_fields():
 def test_episode_kept_steps_keep_source_index_and_flags():
     raw = make_raw(5)
     raw["steps"]["action"][:, 6] = 1.0
-    ep = standardize_episode(raw, make_config(standardize="bridge_dataset"), "e")
+    ep = standardize_episode(raw, make_config(standardize="bridge_dataset",
+                                                 options={"recompute_from_state": False}), "e")
     assert [s.index for s in ep.steps] == [1, 2, 3, 4] and ep.num_steps == 5
     assert [s.is_first for s in ep.steps] == [False] * 4
     assert ep.steps[0].image == raw["steps"]["observation/image"][1]
@@ -360,7 +400,8 @@ def test_episode_errors():
         standardize_episode(empty, make_config(), "e")
     one = make_raw(1)
     with pytest.raises(StandardizeError, match=r"no steps left.*source has 1"):
-        standardize_episode(one, make_config(standardize="bridge_dataset"), "e")
+        standardize_episode(one, make_config(standardize="bridge_dataset",
+                                             options={"recompute_from_state": False}), "e")
     bad_text = make_raw(2)
     bad_text["steps"]["language_instruction"] = np.array([b"\xff\xfe", b"ok"], object)
     with pytest.raises(StandardizeError, match="not UTF-8"):
@@ -406,11 +447,63 @@ def test_bridge_debug_sample_with_bundled_config():
                "episode_metadata": _flatten(record["episode_metadata"], "episode_metadata/")}
         ep = standardize_episode(raw, config, "ep")
         source = raw["steps"]["action"]
-        assert ep.num_steps == len(source) and [s.index for s in ep.steps] == \
-            list(range(1, len(source)))
-        np.testing.assert_array_equal(ep.actions()[:, :6], source[1:, :6])
+        state = raw["steps"]["observation/state"]
+        T = len(source)
+        assert ep.num_steps == T and [s.index for s in ep.steps] == list(range(1, T - 1))
+        np.testing.assert_allclose(ep.actions()[:, :6], state[2:, :6] - state[1:-1, :6],
+                                   atol=1e-6)
         assert set(ep.actions()[:, 6].tolist()) <= {0.0, 1.0}
-        assert ep.steps[0].instruction and ep.states().shape == (len(source) - 1, 7)
+        assert ep.steps[0].instruction and ep.states().shape == (T - 2, 7)
         assert decode_rgb(ep.steps[0].image).shape == (64, 64, 3)
         assert isinstance(ep.metadata["file_path"], str)
         json.dumps(ep.metadata)
+
+
+# --- generic: layout, quaternions, more gripper conventions, code-point text ----------------
+
+def test_generic_layout_picks_columns_and_constants():
+    raw = rng_actions(4, 15)
+    actions, keep = FUNCTIONS["generic"](
+        {"action": raw}, {"layout": [-8, -7, -6, "zero", -4, "one", -2],
+                          "gripper": "minus_one_closed"})
+    np.testing.assert_array_equal(actions[:, :3], raw[:, 7:10])
+    assert actions[:, 3].tolist() == [0] * 4 and actions[:, 5].tolist() == [1] * 4
+    np.testing.assert_array_equal(actions[:, 4], raw[:, 11])
+    np.testing.assert_array_equal(actions[:, 6], np.clip(raw[:, 13], 0, 1))
+    assert keep.tolist() == [0, 1, 2, 3]
+    with pytest.raises(StandardizeError, match=r"layout index 9 is outside the 2 action dims"):
+        FUNCTIONS["generic"]({"action": raw[:, :2]}, {"layout": [0, 1, 9, 0, 0, 0, 0],
+                                                      "gripper": "open_is_one"})
+    with pytest.raises(ValueError, match="layout must be 7 entries"):
+        FUNCTIONS["generic"].check_options({"layout": [0, 1, "two"], "gripper": "open_is_one"})
+
+
+def test_generic_quaternion_becomes_euler_like_tensorflow_graphics():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(5)
+    q = rng.normal(size=(6, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    raw = np.concatenate([rng.normal(size=(6, 3)), q, rng.uniform(-1, 1, (6, 1))], axis=1)
+    actions, _ = FUNCTIONS["generic"]({"action": raw.astype(np.float32)},
+                                      {"quaternion_at": 3, "gripper": "minus_one_open"})
+    # R = Rz(yaw) Ry(pitch) Rx(roll), quaternion (x, y, z, w): scipy's extrinsic "xyz"
+    expected = Rotation.from_quat(raw[:, 3:7]).as_euler("xyz")
+    np.testing.assert_allclose(actions[:, 3:6], expected, atol=1e-5)
+    np.testing.assert_allclose(actions[:, 6], 1 - np.clip(raw[:, 7], 0, 1), atol=1e-7)
+    with pytest.raises(StandardizeError, match="quaternion_at 5: action keys"):
+        FUNCTIONS["generic"]({"action": raw.astype(np.float32)},
+                             {"quaternion_at": 5, "gripper": "open_is_one"})
+
+
+def test_instruction_from_zero_padded_code_points():
+    raw = make_raw(2)
+    text = "push the blue cube to the ☆"
+    points = np.zeros((2, 512), np.int32)
+    points[:, :len(text)] = [ord(c) for c in text]
+    raw["steps"]["language_instruction"] = points
+    ep = standardize_episode(raw, make_config(), "e")
+    assert [s.instruction for s in ep.steps] == [text, text]
+    points[1, 0] = -5
+    with pytest.raises(StandardizeError, match="step 1: not Unicode code points"):
+        standardize_episode(raw, make_config(), "e")

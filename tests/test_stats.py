@@ -146,3 +146,20 @@ def test_load_stats_errors(tmp_path):
     path.write_text(json.dumps({"ds": {"action": missing}}))
     with pytest.raises(StatsError, match=r"action\.q99 must be a list of 7 values, got None"):
         load_stats(path, "ds")
+
+
+def test_load_stats_refuses_another_config_version(tmp_path):
+    """Statistics of an older conversion (e.g. Bridge's raw actions, version 1) are not applied
+    to a newer one; an entry without config_version is version 1."""
+    stats = accumulate(episodes(3)).finalize("ds", MASK, config_version=2)
+    assert stats["ds"]["config_version"] == 2
+    path = tmp_path / "dataset_statistics.json"
+    path.write_text(dumps_stats(stats))
+    assert load_stats(path, "ds", 2) == stats["ds"]
+    with pytest.raises(StatsError, match="config version 2, the config is version 1"):
+        load_stats(path, "ds")
+    del stats["ds"]["config_version"]
+    path.write_text(dumps_stats(stats))
+    assert load_stats(path, "ds") == stats["ds"]
+    with pytest.raises(StatsError, match="config version 1, the config is version 2"):
+        load_stats(path, "ds", 2)

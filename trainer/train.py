@@ -25,6 +25,7 @@ import torch.distributed as dist
 from armdata.errors import UsageError
 from armdata.trainer.checkpoint import (check_out, clear, find_resume, rng_state, run_identity,
                                 save_checkpoint, set_rng_state)
+from armdata.trainer.mixtures import data_specs
 from armdata.trainer.data import StreamingLoader, list_shards, loader_state, open_source, parse_data
 from armdata.trainer.metrics import EvalSums, add_batch
 from armdata.trainer.samples import IGNORE, Formatter, SampleOptions
@@ -39,8 +40,11 @@ STATS_FILE = "dataset_statistics.json"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True,
+    p.add_argument("--data",
                    help="armdata outputs as path[:weight],... (local, gs://, hf://datasets/ORG/NAME)")
+    p.add_argument("--mixture", help="instead of --data: a mixture of configs/mixtures/ (e.g. "
+                                     "oxe_magic_soup) or a YAML path, read from --data-root")
+    p.add_argument("--data-root", help="directory holding one build per dataset, DIR/<dataset>")
     p.add_argument("--out", required=True, help="run directory (metrics, checkpoints, model)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or path of an image-text-to-text model")
     p.add_argument("--eval-data", help="held-out datasets (path,...); default: --holdout-shards")
@@ -200,11 +204,13 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     # start is a barrier), so all refuse alike.
     stale = check_out(out, args.resume, args.overwrite)
     # --- data -----------------------------------------------------------------------------------
-    specs = parse_data(args.data)
+    specs, balance = data_specs(args)
     # Datasets with too few shards to hold some out train on all of them.
     holdout = {p: 0 if args.eval_data or len(list_shards(p)) <= args.holdout_shards
                else args.holdout_shards for p, _ in specs}
     sources = [open_source(p, w, holdout[p]) for p, w in specs]
+    for s in sources if balance else []:   # Octo/OpenVLA balance_weights
+        s.weight *= s.rows
     eval_sources = ([open_source(p, 1.0) for p, _ in parse_data(args.eval_data)] if args.eval_data
                     else [open_source(p, 1.0, holdout[p], eval_part=True)
                           for p, _ in specs if holdout[p]])

@@ -180,6 +180,15 @@ class ReasoningStage(Stage):
         return [(e, []) for e in episodes]
 
     def _motions(self, episode: Episode) -> list[str]:
+        whole = motion_states(episode.source_states, self.motion_cfg) \
+            if episode.source_states is not None else None
+        if whole is not None and len(whole) == episode.num_steps and np.isfinite(whole).all():
+            # ECoT labels every source step; the kept ones take theirs (a step the config drops,
+            # such as Bridge's last, still ends the windows before it)
+            self.count("motion_from_state")
+            labels = episode_motions(whole, range(episode.num_steps), episode.num_steps,
+                                     self.motion_cfg)
+            return [labels[s.index] for s in episode.steps]
         states = motion_states(episode.states(), self.motion_cfg)
         if states is None:
             self.count("motion_from_actions")

@@ -124,30 +124,38 @@ def step_field(steps: Steps, key: str, width: int | None = None,
 
 
 def gripper_relative_to_absolute(g: np.ndarray) -> np.ndarray:
-    """RT-1 relative gripper commands (−1 open, +1 close) → absolute 1 = open / 0 = closed.
+    """Relative gripper commands (−1 open, +1 close; RT-1 and kin) → absolute 1 = open / 0 = closed.
 
-    g ≤ −0.1 opens, g ≥ 0.1 closes, anything between holds the last command; steps before the
-    first command are open."""
+    A command is g < −0.1 (open) or g > 0.1 (close), strictly; between commands the state holds.
+    Before the first command the state is the opposite of that command (Octo/OpenVLA assume the
+    first command is not redundant); with no command at all the gripper is open throughout."""
     g = np.asarray(g, np.float32).reshape(-1)
-    command = np.where(g <= -0.1, 1.0, 0.0)
-    is_command = (g <= -0.1) | (g >= 0.1)
+    limit = np.float32(0.1)   # compared in float32, as the published TensorFlow code does
+    is_command = (g < -limit) | (g > limit)
+    opens = g < -limit
+    if not is_command.any():
+        return np.ones(len(g), np.float32)
     last = np.where(is_command, np.arange(len(g)), -1)
     np.maximum.accumulate(last, out=last)
-    return np.where(last >= 0, command[np.maximum(last, 0)], 1.0).astype(np.float32)
+    before_first = not opens[np.argmax(is_command)]
+    return np.where(last >= 0, opens[np.maximum(last, 0)], before_first).astype(np.float32)
 
 
 def gripper_binarize(g: np.ndarray) -> np.ndarray:
     """Bridge absolute gripper (1 open … 0 closed) → {0, 1}.
 
     > 0.95 is open, < 0.05 closed; an in-between value (the gripper moving) takes the next settled
-    value. In-between values with no settled value after them round at 0.5."""
+    value. In-between values with no settled value after them take the episode's last raw value
+    (Octo's carry-back rule, so they are not binary)."""
     g = np.asarray(g, np.float32).reshape(-1)
     n = len(g)
     settled = (g > 0.95) | (g < 0.05)
     nxt = np.where(settled, np.arange(n), n)
     nxt = np.minimum.accumulate(nxt[::-1])[::-1]
-    settled_open = g > 0.95
-    return np.where(nxt < n, settled_open[np.minimum(nxt, n - 1)], g >= 0.5).astype(np.float32)
+    if n == 0:
+        return g
+    settled_open = (g > 0.95).astype(np.float32)
+    return np.where(nxt < n, settled_open[np.minimum(nxt, n - 1)], g[-1]).astype(np.float32)
 
 
 def gripper_minus_one_open(g: np.ndarray) -> np.ndarray:
@@ -188,9 +196,11 @@ def fractal(steps: Steps, options: dict[str, Any], action_key: str):
 
 
 @register("bridge_dataset", recompute_from_state=Option(
-    _is_bool, False, "OpenVLA: motion from consecutive observation/state, drop the last step"))
+    _is_bool, True, "motion from consecutive observation/state, last step dropped (Octo, "
+    "OpenVLA, ECoT); false: the raw action[:6]"))
 def bridge_dataset(steps: Steps, options: dict[str, Any], action_key: str):
-    """BridgeData V2 (bridge_orig): binarized gripper; drops the first step (all-zero motion)."""
+    """BridgeData V2 (bridge_orig): binarized gripper; drops the first step (all-zero motion);
+    by default the motion is relabelled from consecutive states and the last step dropped."""
     raw = step_field(steps, action_key, 7)
     gripper = gripper_binarize(raw[:, 6])
     if options["recompute_from_state"]:
@@ -228,26 +238,90 @@ def libero(steps: Steps, options: dict[str, Any], action_key: str):
     return _canonical(raw[:, :6], gripper_minus_one_open(raw[:, 6])), _all(raw)
 
 
+def gripper_minus_one_closed(g: np.ndarray) -> np.ndarray:
+    """Absolute gripper −1 closed … +1 open (e.g. taco_play) → clip(g, 0, 1)."""
+    return np.clip(np.asarray(g, np.float32).reshape(-1), 0.0, 1.0).astype(np.float32)
+
+
+def quaternion_to_euler(q: np.ndarray) -> np.ndarray:
+    """(N, 4) quaternions (x, y, z, w) → (N, 3) roll, pitch, yaw with R = Rz(yaw) Ry(pitch)
+    Rx(roll), the decomposition Octo's tensorflow_graphics `euler.from_quaternion` returns."""
+    x, y, z, w = (np.asarray(q, np.float64)[:, i] for i in range(4))
+    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = np.arcsin(np.clip(2 * (w * y - x * z), -1.0, 1.0))
+    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.stack([roll, pitch, yaw], axis=1).astype(np.float32)
+
+
 GRIPPER_CONVERSIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "open_is_one": lambda g: np.asarray(g, np.float32).reshape(-1),
     "closed_is_one": gripper_closed_is_one,
     "minus_one_open": gripper_minus_one_open,
+    "minus_one_closed": gripper_minus_one_closed,
     "relative_minus_one_open": gripper_relative_to_absolute,
 }
+CONSTANTS = {"zero": 0.0, "one": 1.0}
+
+
+def _is_layout(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if not (isinstance(value, list) and len(value) == 7 and all(
+            v in CONSTANTS if isinstance(v, str) else isinstance(v, int) and
+            not isinstance(v, bool) for v in value)):
+        raise ValueError(f"{name} must be 7 entries, each an index into the concatenated action "
+                         f"keys (negative counts from the end) or one of {list(CONSTANTS)}, "
+                         f"got {value!r}")
+
+
+def _is_index(name: str, value: Any) -> None:
+    if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
+                                  and value >= 0):
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def arrange(raw: np.ndarray, layout: list[int | str] | None) -> np.ndarray:
+    """(T, D) → (T, 7): pick the layout's columns (or constants); no layout: D must be 7."""
+    if layout is None:
+        if raw.shape[1] != 7:
+            raise StandardizeError(f"action keys give {raw.shape[1]} dims per step, expected 7 "
+                                   f"(or a `layout` picking 7)")
+        return raw
+    columns = []
+    for entry in layout:
+        if isinstance(entry, str):
+            columns.append(np.full(len(raw), CONSTANTS[entry], np.float32))
+        elif -raw.shape[1] <= entry < raw.shape[1]:
+            columns.append(raw[:, entry])
+        else:
+            raise StandardizeError(f"layout index {entry} is outside the {raw.shape[1]} action "
+                                   f"dims per step")
+    return np.stack(columns, axis=1).astype(np.float32)
 
 
 @register(
     "generic",
     action_keys=Option(_is_key_list, None,
-                       "step keys concatenated to 7 dims; default: the config's action_key"),
+                       "step keys concatenated; default: the config's action_key"),
+    layout=Option(_is_layout, None, "7 entries: an index into the concatenation, or zero/one"),
+    quaternion_at=Option(_is_index, None,
+                         "index of an (x, y, z, w) quaternion in the concatenation, replaced "
+                         "by roll, pitch, yaw before the layout applies"),
     gripper=Option(_one_of(*GRIPPER_CONVERSIONS), help=f"one of {list(GRIPPER_CONVERSIONS)}"),
     drop_first=Option(_is_bool, False, "drop the first step"))
 def generic(steps: Steps, options: dict[str, Any], action_key: str):
-    """Any dataset: concatenate the named fields to 7 dims, convert the last one (the gripper)."""
+    """Any dataset: concatenate the named fields, optionally turn a quaternion into Euler angles,
+    pick 7 dims by `layout`, convert the last one (the gripper)."""
     keys = options["action_keys"] or [action_key]
     raw = np.concatenate([step_field(steps, k) for k in keys], axis=1)
-    if raw.shape[1] != 7:
-        raise StandardizeError(f"action keys {keys} give {raw.shape[1]} dims per step, expected 7")
+    at = options["quaternion_at"]
+    if at is not None:
+        if at + 4 > raw.shape[1]:
+            raise StandardizeError(f"quaternion_at {at}: action keys {keys} give only "
+                                   f"{raw.shape[1]} dims per step")
+        raw = np.concatenate([raw[:, :at], quaternion_to_euler(raw[:, at:at + 4]),
+                              raw[:, at + 4:]], axis=1)
+    raw = arrange(raw, options["layout"])
     keep = np.arange(1 if options["drop_first"] else 0, len(raw))
     gripper = GRIPPER_CONVERSIONS[options["gripper"]](raw[:, 6])
     return _canonical(raw[keep, :6], gripper[keep]), keep
@@ -284,7 +358,8 @@ def standardize_episode(raw: Mapping[str, Any], config: Any, episode_id: str) ->
     images = _frames(steps, config.image_key, keep, config.rotate_180)
     wrist = _frames(steps, config.wrist_image_key, keep, config.rotate_180) \
         if config.wrist_image_key else [None] * len(keep)
-    states = step_field(steps, config.state_key)[keep] if config.state_key \
+    source_states = step_field(steps, config.state_key) if config.state_key else None
+    states = source_states[keep] if source_states is not None \
         else np.zeros((len(keep), 0), np.float32)
     texts = _instructions(steps, config.instruction_key, keep)
     depth = _depth_maps(steps[config.depth_key], keep, config.depth_key, config.depth_scale) \
@@ -300,7 +375,7 @@ def standardize_episode(raw: Mapping[str, Any], config: Any, episode_id: str) ->
     metadata = {k.removeprefix(METADATA_PREFIX): jsonable(v)
                 for k, v in raw.get("episode_metadata", {}).items()}
     return Episode(dataset=config.name, episode_id=episode_id, num_steps=num_steps,
-                   steps=out, metadata=metadata)
+                   steps=out, metadata=metadata, source_states=source_states)
 
 
 def _frames(steps: Steps, key: str, keep: np.ndarray, rotate: bool) -> list[bytes]:
@@ -331,6 +406,8 @@ def _instructions(steps: Steps, key: str | None, keep: np.ndarray) -> list[str]:
     out = []
     for i in keep:
         value = steps[key][i]
+        if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
+            value = _code_points(value, key, i)
         if isinstance(value, (bytes, bytearray, np.bytes_)):
             try:
                 value = bytes(value).decode("utf-8")
@@ -341,6 +418,18 @@ def _instructions(steps: Steps, key: str | None, keep: np.ndarray) -> list[str]:
                                    f"{type(value).__name__} (shape {np.shape(steps[key])})")
         out.append(str(value))
     return out
+
+
+def _code_points(value: np.ndarray, key: str, step: int) -> str:
+    """Text stored as zero-padded Unicode code points (language_table's int32 (512,))."""
+    points = value.reshape(-1)
+    end = np.flatnonzero(points == 0)
+    points = points[:end[0]] if len(end) else points
+    try:
+        return "".join(map(chr, points.tolist()))
+    except (ValueError, OverflowError) as exc:
+        raise StandardizeError(f"step key {key!r} step {step}: not Unicode code points: "
+                               f"{exc}") from exc
 
 
 def _flags(steps: Steps, name: str, num_steps: int) -> np.ndarray:

@@ -210,6 +210,9 @@ def stage_options(stages: list[Stage]) -> dict[str, Any]:
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Every check that needs no Beam work. Raises BuildError/ConfigError/SourceError."""
     config = load_config(args.config)
+    if config.action_space == "unsupported":
+        raise BuildError(f"config {config.name!r}: unsupported action space: "
+                         f"{config.unsupported_reason}")
     names = parse_stages(args.stages)
     check_options(args)
     if storage.contains(args.output, args.source):
@@ -231,7 +234,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     stats = None
     if args.stats:
         try:
-            stats = {config.name: load_stats(args.stats, config.name)}
+            stats = {config.name: load_stats(args.stats, config.name, config.version)}
         except (OSError, ValueError) as exc:
             raise BuildError(f"--stats {args.stats}: {exc}") from exc
     stages = make_stages(args, config, names)

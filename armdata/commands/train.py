@@ -27,7 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from armdata.errors import UsageError
+    from armdata.trainer.mixtures import data_specs
     from armdata.trainer.train import main
+
+    try:
+        data_specs(args)   # a wrong --data/--mixture is one line, before any model loads
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
     return main(args=args)
 
