@@ -25,7 +25,7 @@ COMMANDS = {"build": "pipeline.build", "inspect": "pipeline.inspect_output",
             "demo": "pipeline.demo", "preview": "pipeline.preview",
             "depth-tokens": "pipeline.depth_tokens", "train-vqvae": "pipeline.train_vqvae",
             "track": "pipeline.track", "push": "pipeline.push", "export": "pipeline.export",
-            "train": "trainer.cli", "predict": "trainer.cli"}
+            "train": "trainer.cli", "predict": "trainer.cli", "view": "viewer.cli"}
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 
-OURS = ("pipeline", "transforms", "models", "schemas", "configs", "benchmarks", "__main__")
+OURS = ("pipeline", "transforms", "models", "schemas", "configs", "benchmarks", "viewer",
+        "__main__")
 VERBOSE_ENV = "ARMDATA_VERBOSE"   # inherited by local worker processes
 
 
