@@ -35,8 +35,10 @@ function histogram(target, title, hist, colour, width, height) {
   const marks = Object.entries(hist.marks || {}).map(([k, v]) => [k, v, "#d62728"]);
   const xs = hist.x.concat(marks.map(m => m[1]));
   return new uPlot({
-    title, width, height, legend: {show: false}, cursor: {show: true, points: {show: false}},
-    scales: {x: {time: false, range: () => [Math.min(...xs), Math.max(...xs)]}},
+    title, width, height, class: "hist", legend: {show: false}, cursor: {show: true, points: {show: false}},
+    scales: {x: {time: false, range: () => { const lo = Math.min(...xs), hi = Math.max(...xs);
+      const pad = hi > lo ? 0 : 1;   // one value only: widen so the bar shows
+      return [lo - pad, hi + pad]; }}},
     axes: [{size: 30}, {size: 40}],
     series: [{}, {label: "count", fill: colour + "99", stroke: colour,
                   paths: uPlot.paths.bars({size: [0.9, 60]}), points: {show: false}}],

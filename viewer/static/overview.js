@@ -48,13 +48,10 @@
   if (!D.rejections.length) document.getElementById("rejections").replaceWith(el("p", {className: "muted"}, "nothing rejected"));
 
   histogram(document.getElementById("lengths"), "", D.length_histogram, PALETTE[0], 640, 200);
-  const grid = document.getElementById("actions");
   for (const [column, colour] of [["action", PALETTE[0]], ["action_normalized", PALETTE[1]]]) {
-    (D.action_histograms[column] || []).forEach((h, d) => {
-      const cell = el("div", {className: "cell"});
-      grid.append(cell);
-      histogram(cell, `${column} [${d}]`, h, colour, 260, 150);
-    });
+    const grid = el("div", {className: "grid"});
+    document.getElementById("actions").append(el("h3", {}, column), grid);
+    (D.action_histograms[column] || []).forEach((h, d) => histogram(grid, `[${d}]`, h, colour, 185, 140));
   }
   fillTable(document.getElementById("counters"), ["counter", "value"],
     D.derived.map(([k, v]) => [el("b", {}, k), el("b", {}, v)]).concat(Object.entries(D.counters)));
