@@ -15,8 +15,10 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["pipeline", "transforms", "schemas", "configs", "models", "prompts", "trainer"],
-    package_data={"configs": ["*.yaml"], "prompts": ["*.yaml"]},
+    packages=["pipeline", "transforms", "schemas", "configs", "models", "prompts", "trainer",
+              "viewer"],
+    package_data={"configs": ["*.yaml"], "prompts": ["*.yaml"],
+                  "viewer": ["templates/*.html", "static/*", "static/vendor/uplot/*"]},
     install_requires=[
         "apache-beam>=2.65,<3",
         "tensorflow-cpu>=2.16,<2.22",
@@ -38,9 +40,11 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "hypothesis", "pyflakes",
-                "datasets", "peft"],            # export tests, loader benchmark baseline; LoRA test
+                "datasets", "peft",             # export tests, loader benchmark baseline; LoRA test
+                "websocket-client", "rerun-sdk"],   # view: browser test (DevTools), --rerun
         "export": ["datasets"],                 # armdata export --format molmoact
         "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
+        "view": ["rerun-sdk"],                  # armdata view --rerun
         "gcp": ["apache-beam[gcp]"],
     },
     entry_points={"console_scripts": ["armdata=pipeline.cli:entry"]},

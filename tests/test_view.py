@@ -145,3 +145,17 @@ def test_pages_in_headless_chromium(dataset: Path, site: Path) -> None:
         assert browser.errors == []
     finally:
         browser.close()
+
+
+def test_rerun_recording(dataset: Path, tmp_path: Path) -> None:
+    pytest.importorskip("rerun", reason="rerun-sdk not installed (pip install 'armdata[view]')")
+    from rerun.chunk import RrdReader
+
+    assert armdata("view", dataset, "--out", tmp_path, "--episode", EPISODE, "--rerun") == 0
+    path = tmp_path / "episodes" / f"{slug(EPISODE)}.rrd"
+    reader = RrdReader(path)
+    assert [r.recording_id for r in reader.recordings()] == [EPISODE]
+    summary = str(reader.store().summary())
+    for entity in ("/camera/image", "/camera/trace", "/reasoning", "/action/0"):
+        assert re.search(rf"{entity} rows=8\b", summary), (entity, summary)
+    assert page_data(tmp_path / "episodes" / f"{slug(EPISODE)}.html")["rerun"] == path.name
