@@ -9,7 +9,8 @@ HERE = Path(__file__).parent
 ROOMS = {"armdata": "armdata", "armdata.pipeline": "pipeline", "armdata.trainer": "trainer",
          "armdata.exports": "exports", "armdata.transforms": "transforms",
          "armdata.models": "models", "armdata.schemas": "schemas", "armdata.configs": "configs",
-         "armdata.prompts": "prompts", "armdata.testing": "testing"}
+         "armdata.prompts": "prompts", "armdata.testing": "testing",
+         "armdata.viewer": "viewer"}
 packages = [f"{name}.{sub}" if sub else name
             for name, folder in ROOMS.items() for sub in ["", *find_packages(str(HERE / folder))]]
 version = re.search(r'__version__ = "([^"]+)"', (HERE / "armdata" / "__init__.py").read_text())[1]
@@ -24,7 +25,8 @@ setup(
     python_requires=">=3.10",
     packages=packages,
     package_dir=ROOMS,
-    package_data={"armdata.configs": ["*.yaml"], "armdata.prompts": ["*.yaml"]},
+    package_data={"armdata.configs": ["*.yaml", "mixtures/*.yaml"], "armdata.prompts": ["*.yaml"],
+                  "armdata.viewer": ["templates/*.html", "static/*", "static/vendor/uplot/*"]},
     install_requires=[
         "apache-beam>=2.65,<3",
         "tensorflow-cpu>=2.16,<2.22",
@@ -46,9 +48,11 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "hypothesis", "pyflakes", "psutil",   # psutil: benchmarks' peak RSS
-                "datasets", "peft"],            # export tests, loader benchmark baseline; LoRA test
+                "datasets", "peft",             # export tests, loader benchmark baseline; LoRA test
+                "websocket-client", "rerun-sdk"],   # view: browser test (DevTools), --rerun
         "export": ["datasets"],                 # armdata export --format molmoact
         "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
+        "view": ["rerun-sdk"],                  # armdata view --rerun
         "gcp": ["apache-beam[gcp]", "gcsfs"],   # gcsfs: the trainer reading gs://
     },
     entry_points={"console_scripts": ["armdata=armdata.cli:entry"]},

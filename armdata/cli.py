@@ -26,7 +26,8 @@ COMMANDS = {"build": "armdata.commands.build", "inspect": "armdata.commands.insp
             "depth-tokens": "armdata.commands.depth_tokens", "train-vqvae": "armdata.commands.train_vqvae",
             "track": "armdata.commands.track", "push": "armdata.commands.push", "export": "armdata.commands.export",
             "train": "armdata.commands.train", "predict": "armdata.commands.train",
-            "configs": "armdata.commands.list_configs"}
+            "configs": "armdata.commands.list_configs",
+            "view": "armdata.viewer.cli"}
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from armdata.logs import LibraryNoise
 from tests.conftest import REPO
 
 OLD_NAMES = {"pipeline", "transforms", "schemas", "configs", "models", "prompts", "trainer"}
-ROOMS = ["pipeline", "trainer", "exports", "transforms", "models", "schemas", "configs", "prompts",
-         "testing"]   # folders installed as armdata.<folder>
+ROOMS = ["pipeline", "trainer", "exports", "viewer", "transforms", "models", "schemas", "configs",
+         "prompts", "testing"]   # folders installed as armdata.<folder>
 FOLDERS = ["armdata", *ROOMS, "tests", "benchmarks"]
 # folder → armdata packages its modules must not import
 FORBIDDEN = {
@@ -32,6 +32,7 @@ FORBIDDEN = {
     "pipeline": ("armdata.commands", "armdata.cli", "armdata.trainer", "armdata.exports"),
     "trainer": ("armdata.commands", "armdata.cli", "armdata.pipeline", "armdata.models",
                 "armdata.exports"),
+    "viewer": ("armdata.trainer", "armdata.exports", "armdata.testing"),
     "exports": ("armdata.commands", "armdata.cli", "armdata.models", "armdata.transforms",
                 "armdata.trainer"),
 }

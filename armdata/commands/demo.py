@@ -195,8 +195,12 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
         return 1
     if code == 0 and args.train_steps:
         code = train_and_predict(work, output, args.train_steps)
+    if main(["view", str(output), "--out", str(work / "view"), "--episodes", "3",
+             "--vqvae", vqvae]) != 0:
+        return 1
     print(f"[demo] done in {time.perf_counter() - start:.0f}s; everything is in {work}: "
           f"output/ (the dataset, README.md is its card), preview/ (one PNG per step of an "
           f"episode: frame + trace | depth | decoded depth tokens), source/ (the input), "
           f"train/ (the tiny model trained on it)")
+    print(f"[demo] open the view of the dataset: {work / 'view' / 'index.html'}")
     return code

@@ -94,13 +94,14 @@ def text_lines(row: dict[str, Any]) -> list[str]:
             if row.get(key)]
 
 
-def read_episode(output: Path, episode_id: str) -> list[dict[str, Any]]:
-    """The episode's rows (the preview columns present), sorted by step."""
+def read_episode(output: Path, episode_id: str,
+                 wanted: tuple[str, ...] = COLUMNS) -> list[dict[str, Any]]:
+    """The episode's rows (the `wanted` columns present), sorted by step."""
     shards = sorted((output / "data").glob("*.parquet"))
     if not shards:
         raise PreviewError(f"{output}/data has no Parquet shards: is {output} a built dataset?")
     dataset = ds.dataset([str(s) for s in shards], format="parquet")
-    columns = [c for c in COLUMNS if c in dataset.schema.names]
+    columns = [c for c in wanted if c in dataset.schema.names]
     rows = dataset.to_table(columns=columns,
                             filter=ds.field("episode_id") == episode_id).to_pylist()
     if not rows:
