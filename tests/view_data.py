@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from armdata.schemas.episode import encode_jpeg
 from armdata.schemas.output import SCHEMA, image_cell
-from armdata.transforms.plan import compose_reasoning, plan_text
+from armdata.schemas.columns import plan_text
+from armdata.transforms.plan import compose_reasoning
 
 NAME = "view_test"
 H, W = 96, 128
