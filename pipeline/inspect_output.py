@@ -3,7 +3,6 @@ token ↔ bin round trip of a built dataset. Reads one row group at a time."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from typing import Any
 
@@ -32,19 +31,11 @@ def load_manifest(output: str) -> dict[str, Any]:
     return json.loads(storage.read_bytes(path))
 
 
-def sha256_of(path: str, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with storage.open_read(path) as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bad_shards(output: str, manifest: dict[str, Any]) -> list[str]:
     """Shards of the manifest that are missing or whose sha256 differs from the recorded one."""
     return [s["path"] for s in manifest["shards"]
             if not storage.exists(storage.join(output, s["path"]))
-            or sha256_of(storage.join(output, s["path"])) != s["sha256"]]
+            or storage.sha256_of(storage.join(output, s["path"])) != s["sha256"]]
 
 
 def parse_tokens(text: str) -> list[str]:

@@ -194,6 +194,23 @@ def test_half_written_or_damaged_work_is_not_reused(command, clean, finished_wor
     assert m["counters"]["resume/bad_records"] == 3                   # the record-less one is new
 
 
+def test_a_spill_damaged_in_place_is_recomputed(command, clean, finished_work, tmp_path):
+    """4 KiB zeroed inside a spill (same size, e.g. blocks lost in a crash): the sha256 in its
+    commit record no longer matches, so the episode is recomputed, not published broken."""
+    out = tmp_path / "out"
+    work = with_work(finished_work, out)
+    spill = max(work.glob("episodes/*/*.arrow"), key=lambda p: p.stat().st_size)
+    data = bytearray(spill.read_bytes())
+    start = len(data) // 4
+    data[start:start + 4096] = bytes(len(data[start:start + 4096]))
+    spill.write_bytes(bytes(data))
+    assert build(*command, "--output", out) == 0
+    assert_same_output(out, clean)
+    m = manifest(out)
+    assert m["counters"]["resume/bad_records"] == 1
+    assert m["episodes_reused"] == EPISODES - 1 - 1
+
+
 def test_changed_command_does_not_reuse_and_reports_the_stale_work(command, clean, finished_work,
                                                                    tmp_path, caplog):
     out = tmp_path / "out"
