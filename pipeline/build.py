@@ -30,6 +30,7 @@ from pipeline.features import check_config_keys
 from schemas.config import DatasetConfig, load_config
 from pipeline.finalize import REJECTED_PATH, manifest_text
 from pipeline.graph import build_graph
+from pipeline.identity import build_identity
 from pipeline.lerobot_source import LeRobotPlan, is_lerobot, plan_lerobot
 from pipeline.source import plan_source
 from schemas.output import SCHEMA_VERSION
@@ -260,7 +261,8 @@ def progress(spill: str, episodes: int) -> Iterator[None]:
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     ready = prepare(args)
     with storage.output_lock(args.output) as still_ours:
-        work, key = resume.prepare_work_dir(args.output, ready["manifest"], not args.no_resume,
+        work, key = resume.prepare_work_dir(args.output, ready["manifest"],
+                                            build_identity(ready["plan"]), not args.no_resume,
                                             args.clean_stale)
         staging = storage.staging_dir(args.output)
         log.info("building %s episodes of %s into %s (staging %s, work %s)",

@@ -13,10 +13,13 @@ source). Per episode (file names from sha256 of the episode id):
 Both are written atomically (temporary name, fsync, rename, fsync of the directory: the spill is
 on disk before its record), and only an episode with a valid commit record whose spill has the
 recorded size and sha256 counts as finished, so a half-written or damaged spill is never reused
-(the episode is recomputed, with a warning and the `resume/bad_records` counter). A rerun of the same command finds the same directory: `ReuseLookup` routes its
-finished episodes around the stages (depth, trace, ...) straight to the writer, and the output is
-byte-identical to an uninterrupted build. A changed command hashes to another directory. The work
-directory is deleted after a successful publish; a failed or killed build keeps it.
+(the episode is recomputed, with a warning and the `resume/bad_records` counter). A rerun of the
+same command finds the same directory: `ReuseLookup` routes its finished episodes around the
+stages (depth, trace, ...) straight to the writer, and the output is byte-identical to an
+uninterrupted build. A changed command hashes to another directory; a source rewritten at the same
+path, or other armdata code, is told apart by the directory's `identity.json` (see
+`pipeline.identity`), and its work is discarded with a warning. The work directory is deleted after
+a successful publish; a failed or killed build keeps it.
 """
 from __future__ import annotations
 
@@ -229,15 +232,31 @@ def handle_stale(output: str, work: str, clean: bool) -> None:
                         "deletes it", path, size)
 
 
-def prepare_work_dir(output: str, manifest_base: dict[str, Any], resume: bool,
-                     clean_stale: bool) -> tuple[str, str]:
-    """This command's work directory and key, after reporting/cleaning the stale ones."""
-    key = work_key(manifest_base)
-    work = work_dir(output, key)
+IDENTITY = "identity.json"   # in the work directory: the source and code its episodes came from
+
+
+def prepare_work_dir(output: str, manifest_base: dict[str, Any], identity: dict[str, Any],
+                     resume: bool, clean_stale: bool) -> tuple[str, str]:
+    """This command's work directory and key, after reporting/cleaning the stale ones. Work made
+    from another source identity or armdata code (`pipeline.identity`) is discarded with a
+    warning; the key covers the identity too, so no commit record of other work is trusted."""
+    work = work_dir(output, work_key(manifest_base))
+    key = work_key({**manifest_base, "identity": identity})
     handle_stale(output, work, clean_stale)
+    marker = storage.join(work, IDENTITY)
     if not resume:
         storage.delete_tree(work)
     elif storage.is_nonempty_dir(work):
-        log.info("resuming: episodes finished by an earlier run of this command are reused from %s",
-                 work)
+        found = json.loads(storage.read_bytes(marker)) if storage.exists(marker) else {}
+        changed = [what for what in ("source", "code") if found.get(what) != identity[what]]
+        if changed:
+            log.warning("discarding %s: its episodes were made from another %s; building them "
+                        "again", work, " and ".join(
+                            {"source": "source (same path, other content)",
+                             "code": "armdata code"}[c] for c in changed))
+            storage.delete_tree(work)
+        else:
+            log.info("resuming: episodes finished by an earlier run of this command are reused "
+                     "from %s", work)
+    storage.write_bytes(marker, json.dumps(identity, sort_keys=True).encode())
     return work, key

@@ -267,3 +267,20 @@ def test_an_episode_rejected_by_a_stage_is_recorded_as_finished(tmp_path):
     assert resume.read_record(episodes, "k" * 16, "d/2") is None      # never finished
     with pytest.raises(ValueError, match="work key k"):                 # another command's
         resume.read_record(episodes, "j" * 16, "d/1")
+
+
+def test_work_of_other_armdata_code_is_discarded(tmp_path, caplog):
+    out = str(tmp_path / "out")
+    base = {"config": "c"}
+    identity = {"source": "s" * 64, "code": "a" * 64}
+    work, key = resume.prepare_work_dir(out, base, identity, True, False)
+    (Path(work) / "episodes").mkdir()
+    (Path(work) / "episodes" / "x.json").write_text("{}")
+    assert resume.prepare_work_dir(out, base, identity, True, False) == (work, key)
+    assert (Path(work) / "episodes" / "x.json").exists()            # same identity: reused
+    with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
+        again, other = resume.prepare_work_dir(out, base, {**identity, "code": "b" * 64}, True,
+                                               False)
+    assert again == work and other != key
+    assert not (Path(work) / "episodes").exists()
+    assert f"discarding {work}: its episodes were made from another armdata code" in caplog.text
