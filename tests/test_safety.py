@@ -312,3 +312,17 @@ def test_resume_after_the_source_changed_at_the_same_path_uses_only_the_new_sour
     assert read_rows(out) == read_rows(clean)          # not the old source's spilled episodes
     assert "made from another source (same path, other content)" in caplog.text
     assert json.loads((out / "manifest.json").read_text())["episodes_reused"] == 0
+
+
+def test_xyz_indices_outside_the_state_fail_before_beam(source, tmp_path, capsys, monkeypatch):
+    """The demo's state has 7 values per step: an arm at [5, 6, 7] would give only null traces."""
+    from pipeline import build as build_module
+
+    config = config_with(tmp_path, "xyz_indices: [0, 1, 2]", "xyz_indices: [5, 6, 7]")
+    monkeypatch.setattr(build_module, "build_graph", lambda *a, **k: pytest.fail("Beam ran"))
+    assert build("--config", config, "--source", source, "--output", tmp_path / "o",
+                 "--stages", "actions,trace") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "arms[0].xyz_indices [5, 6, 7] are outside state_key 'observation/state'" in err
+    assert "7 values per step" in err and not (tmp_path / "o").exists()
