@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import resume, writer
+from pipeline import resume
 from pipeline.synthetic import write_synthetic_rlds
 from schemas.episode import Rejection
-from tests.conftest import REPO, LOCAL_BEAM, build
+from tests.conftest import REPO, LOCAL_BEAM, build, build_killed_while_writing
 from tests.tiny_models import make_tiny_vqvae
 
 EPISODES, STEPS = 10, 6
@@ -59,15 +59,7 @@ def clean(command, tmp_path_factory) -> Path:
 def terminated(command, tmp_path_factory) -> tuple[Path, int]:
     """A build sent SIGTERM while writing its shards (every episode finished): output, exit code."""
     out = tmp_path_factory.mktemp("resume_terminated") / "out"
-    write = writer.WriteShard.process
-
-    def write_then_terminated(self, *args):
-        yield from write(self, *args)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(writer.WriteShard, "process", write_then_terminated)
-        return out, build(*command, "--output", out)
+    return out, build_killed_while_writing(*command, "--output", out)
 
 
 @pytest.fixture(scope="module")

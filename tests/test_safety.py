@@ -269,36 +269,21 @@ def test_demo_keeps_its_output_and_writes_previews(vqvae, tmp_path, capsys):
 
 # --- issue 17: resume identity, shard lengths, work-file integrity -------------------------------
 
-def killed_after_spilling(source: Path, output: Path) -> int:
-    """A build of every episode of `source` killed (SIGTERM) while writing its shards: every
-    episode is finished in the work directory, nothing is published."""
-    import signal
-
-    from pipeline import writer
-
-    write = writer.WriteShard.process
-
-    def write_then_terminated(self, *args):
-        yield from write(self, *args)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(writer.WriteShard, "process", write_then_terminated)
-        return build("--config", "armdata_demo", "--source", source, "--output", output)
-
-
 def test_resume_after_the_source_changed_at_the_same_path_uses_only_the_new_source(tmp_path,
                                                                                    caplog):
+    """A build killed after spilling every episode, its source rewritten at the same path (same
+    episode count and ids, other content), then rerun: old code published the old episodes."""
     import logging
     import signal
 
-    from tests.conftest import read_rows
+    from tests.conftest import build_killed_while_writing, read_rows
 
     root = tmp_path / "src"
     old = write_synthetic_rlds(root, num_episodes=4, num_steps=3, image_size=(32, 32), seed=1,
                                name="resume_src")
     out = tmp_path / "out"
-    assert killed_after_spilling(old, out) == 128 + signal.SIGTERM
+    assert build_killed_while_writing("--config", "armdata_demo", "--source", old,
+                                      "--output", out) == 128 + signal.SIGTERM
     assert not out.exists() and list(tmp_path.glob("out.armdata-work-*/episodes/*/*.json"))
 
     shutil.rmtree(root)
