@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 STEPS, METADATA = "steps/", "episode_metadata/"
 
 
-def feature_leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+def feature_leaves(node: dict[str, Any], prefix: str = ""
+                   ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(key, serialized feature) of every leaf of a serialized tfds FeaturesDict, keys joined with
     '/' (sequences such as `steps` are transparent: their per-element keys follow the sequence's
     name)."""
@@ -43,9 +44,9 @@ def source_features(directory: str) -> dict[str, dict[str, Any]] | None:
 
 def flat_width(feature: dict[str, Any]) -> int | None:
     """Values per step of a tensor feature once its trailing dims are flattened (as
-    `step_field` does), None when its shape is not fixed."""
+    `step_field` does), None when it is not a tensor of a fixed shape."""
     dims = feature.get("tensor", {}).get("shape", {}).get("dimensions", [])
-    if not all(str(d).isdigit() for d in dims):
+    if "tensor" not in feature or not all(str(d).isdigit() for d in dims):
         return None
     return int(np.prod([int(d) for d in dims]))
 
