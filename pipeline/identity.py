@@ -25,10 +25,12 @@ CODE_SUFFIXES = (".py", ".yaml")
 TFDS_METADATA = ("dataset_info.json", "features.json")
 
 
-@functools.lru_cache(maxsize=1)
-def code_identity() -> str:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=4)
+def code_identity(root: Path = ROOT) -> str:
     """sha256 over armdata's package files (paths and contents), computed once per process."""
-    root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for package in CODE_PACKAGES:
         for path in sorted((root / package).rglob("*")):
