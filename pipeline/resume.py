@@ -6,16 +6,20 @@ episodes' rows (the manifest's base: config, source, split, stages, stage option
 source). Per episode (file names from sha256 of the episode id):
 
     <h>.arrow   its rows, as `armdata.pipeline.sinks.writer.spill_episode` writes them
-    <h>.json    the commit record, written last: episode id, work key, the spill's size, the
-                summary that statistics and sharding need, and every rejection recorded while
-                producing the episode
+    <h>.json    the commit record, written last: episode id, work key, the spill's size and
+                sha256, the summary that statistics and sharding need, and every rejection
+                recorded while producing the episode
 
-Both are written atomically (temporary name, then rename), and only an episode with a valid
-commit record whose spill has the recorded size counts as finished, so a half-written spill is
-never reused. A rerun of the same command finds the same directory: `ReuseLookup` routes its
-finished episodes around the stages (depth, trace, ...) straight to the writer, and the output is
-byte-identical to an uninterrupted build. A changed command hashes to another directory. The work
-directory is deleted after a successful publish; a failed or killed build keeps it.
+Both are written atomically (temporary name, fsync, rename, fsync of the directory: the spill is
+on disk before its record), and only an episode with a valid commit record whose spill has the
+recorded size and sha256 counts as finished, so a half-written or damaged spill is never reused
+(the episode is recomputed, with a warning and the `resume/bad_records` counter). A rerun of the
+same command finds the same directory: `ReuseLookup` routes its finished episodes around the
+stages (depth, trace, ...) straight to the writer, and the output is byte-identical to an
+uninterrupted build. A changed command hashes to another directory; a source rewritten at the same
+path, or other armdata code, is told apart by the directory's `identity.json` (see
+`pipeline.identity`), and its work is discarded with a warning. The work directory is deleted after
+a successful publish; a failed or killed build keeps it.
 """
 from __future__ import annotations
 
@@ -91,7 +95,8 @@ def read_record(episodes: str, key: str, episode_id: str
                 ) -> tuple[EpisodeSummary | None, list[Rejection]] | None:
     """The finished episode's summary (None if a stage rejected all of it) and rejections, or None
     if it has no commit record. Raises ValueError for a record that must not be trusted: not
-    JSON, another episode's or command's, or with a spill that is not the recorded size."""
+    JSON, another episode's or command's, or with a spill that is not the recorded size and
+    sha256."""
     spill, record_path = record_paths(episodes, episode_id)
     if not storage.exists(record_path):
         return None
@@ -105,6 +110,8 @@ def read_record(episodes: str, key: str, episode_id: str
             return None, rejections
         if storage.size(spill) != s["bytes"]:
             raise ValueError(f"{spill} does not have the recorded {s['bytes']} bytes")
+        if storage.sha256_of(spill) != s["sha256"]:
+            raise ValueError(f"{spill} does not have the recorded sha256 (damaged on disk)")
         return EpisodeSummary(episode_id, spill, s["rows"], s["nbytes"],
                               np.asarray(s["actions"], np.float32),
                               np.asarray(s["states"], np.float32).reshape(s["rows"], -1)
@@ -163,7 +170,8 @@ class FinishEpisode(beam.DoFn):
             "key": self.key, "episode_id": pending.episode_id,
             "rejections": [r.to_dict() for r in pending.rejections],
             "spill": None if summary is None else {
-                "bytes": storage.size(spill), "rows": summary.rows, "nbytes": summary.nbytes,
+                "bytes": storage.size(spill), "sha256": storage.sha256_of(spill),
+                "rows": summary.rows, "nbytes": summary.nbytes,
                 "actions": summary.actions.tolist(), "states": summary.states.tolist()},
         }
         with storage.open_write_atomic(record_path) as f:
@@ -224,15 +232,31 @@ def handle_stale(output: str, work: str, clean: bool) -> None:
                         "deletes it", path, size)
 
 
-def prepare_work_dir(output: str, manifest_base: dict[str, Any], resume: bool,
-                     clean_stale: bool) -> tuple[str, str]:
-    """This command's work directory and key, after reporting/cleaning the stale ones."""
-    key = work_key(manifest_base)
-    work = work_dir(output, key)
+IDENTITY = "identity.json"   # in the work directory: the source and code its episodes came from
+
+
+def prepare_work_dir(output: str, manifest_base: dict[str, Any], identity: dict[str, Any],
+                     resume: bool, clean_stale: bool) -> tuple[str, str]:
+    """This command's work directory and key, after reporting/cleaning the stale ones. Work made
+    from another source identity or armdata code (`pipeline.identity`) is discarded with a
+    warning; the key covers the identity too, so no commit record of other work is trusted."""
+    work = work_dir(output, work_key(manifest_base))
+    key = work_key({**manifest_base, "identity": identity})
     handle_stale(output, work, clean_stale)
+    marker = storage.join(work, IDENTITY)
     if not resume:
         storage.delete_tree(work)
     elif storage.is_nonempty_dir(work):
-        log.info("resuming: episodes finished by an earlier run of this command are reused from %s",
-                 work)
+        found = json.loads(storage.read_bytes(marker)) if storage.exists(marker) else {}
+        changed = [what for what in ("source", "code") if found.get(what) != identity[what]]
+        if changed:
+            log.warning("discarding %s: its episodes were made from another %s; building them "
+                        "again", work, " and ".join(
+                            {"source": "source (same path, other content)",
+                             "code": "armdata code"}[c] for c in changed))
+            storage.delete_tree(work)
+        else:
+            log.info("resuming: episodes finished by an earlier run of this command are reused "
+                     "from %s", work)
+    storage.write_bytes(marker, json.dumps(identity, sort_keys=True).encode())
     return work, key

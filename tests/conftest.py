@@ -24,6 +24,25 @@ def build(*args: str) -> int:
     return armdata("build", *args, *LOCAL_BEAM)
 
 
+def build_killed_while_writing(*args: str) -> int:
+    """`build` sent SIGTERM while writing its shards (every episode finished in the work
+    directory, nothing published); returns its exit code."""
+    import os
+    import signal
+
+    from armdata.pipeline.sinks import writer
+
+    write = writer.WriteShard.process
+
+    def write_then_terminated(self, *a):
+        yield from write(self, *a)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(writer.WriteShard, "process", write_then_terminated)
+        return build(*args)
+
+
 def read_rows(output: Path) -> list[dict]:
     manifest = json.loads((output / "manifest.json").read_text())
     rows = []

@@ -138,3 +138,37 @@ def test_bad_dataset_info_is_one_line_exit_2(source, tmp_path, capsys, damage, m
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and str(source) in err
     assert not (tmp_path / "out").exists()
+
+
+def set_shard_length(source, index: int, value) -> None:
+    path = source / "dataset_info.json"
+    info = json.loads(path.read_text())
+    info["splits"][0]["shardLengths"][index] = value
+    path.write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("declared", ["0", "1"])
+def test_shard_lengths_are_not_trusted_every_shard_is_read_to_its_end(source, tmp_path, declared):
+    """dataset_info.json says shard 0 holds fewer episodes than it does (or none): every episode
+    is read and published all the same, and the difference is counted."""
+    actual = shard_sizes(source)[0]
+    set_shard_length(source, 0, declared)
+    out = tmp_path / "out"
+    assert build("--config", "armdata_demo", "--source", source, "--output", out) == 0
+    c = check_counts(out)                  # in = out + rejected, with in = what was read
+    assert c["episodes_out"] == EPISODES and c["episodes_unread"] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counters"]["source/shard_length_mismatch"] == actual - int(declared)
+    assert {f"armdata_demo/{shard(source, 0).name}__{i}" for i in range(actual)} <= built_ids(out)
+    assert not dead_letters(out)
+
+
+@pytest.mark.parametrize("value", ["-3", -3, "2.5", True])
+def test_negative_or_non_integer_shard_length_is_one_line_exit_2(source, tmp_path, capsys,
+                                                                 value):
+    set_shard_length(source, 0, value)
+    assert build("--config", "armdata_demo", "--source", source, "--output",
+                 tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "shardLengths[0]" in err and str(source) in err
+    assert not (tmp_path / "out").exists()

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from armdata.pipeline import resume
-from armdata.pipeline.sinks import writer
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.episode import Rejection
-from tests.conftest import REPO, LOCAL_BEAM, build
+from tests.conftest import REPO, LOCAL_BEAM, build, build_killed_while_writing
 from armdata.testing.tiny_models import make_tiny_vqvae
 
 EPISODES, STEPS = 10, 6
@@ -60,15 +59,7 @@ def clean(command, tmp_path_factory) -> Path:
 def terminated(command, tmp_path_factory) -> tuple[Path, int]:
     """A build sent SIGTERM while writing its shards (every episode finished): output, exit code."""
     out = tmp_path_factory.mktemp("resume_terminated") / "out"
-    write = writer.WriteShard.process
-
-    def write_then_terminated(self, *args):
-        yield from write(self, *args)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(writer.WriteShard, "process", write_then_terminated)
-        return out, build(*command, "--output", out)
+    return out, build_killed_while_writing(*command, "--output", out)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +186,23 @@ def test_half_written_or_damaged_work_is_not_reused(command, clean, finished_wor
     assert m["counters"]["resume/bad_records"] == 3                   # the record-less one is new
 
 
+def test_a_spill_damaged_in_place_is_recomputed(command, clean, finished_work, tmp_path):
+    """4 KiB zeroed inside a spill (same size, e.g. blocks lost in a crash): the sha256 in its
+    commit record no longer matches, so the episode is recomputed, not published broken."""
+    out = tmp_path / "out"
+    work = with_work(finished_work, out)
+    spill = max(work.glob("episodes/*/*.arrow"), key=lambda p: p.stat().st_size)
+    data = bytearray(spill.read_bytes())
+    start = len(data) // 4
+    data[start:start + 4096] = bytes(len(data[start:start + 4096]))
+    spill.write_bytes(bytes(data))
+    assert build(*command, "--output", out) == 0
+    assert_same_output(out, clean)
+    m = manifest(out)
+    assert m["counters"]["resume/bad_records"] == 1
+    assert m["episodes_reused"] == EPISODES - 1 - 1
+
+
 def test_changed_command_does_not_reuse_and_reports_the_stale_work(command, clean, finished_work,
                                                                    tmp_path, caplog):
     out = tmp_path / "out"
@@ -251,3 +259,20 @@ def test_an_episode_rejected_by_a_stage_is_recorded_as_finished(tmp_path):
     assert resume.read_record(episodes, "k" * 16, "d/2") is None      # never finished
     with pytest.raises(ValueError, match="work key k"):                 # another command's
         resume.read_record(episodes, "j" * 16, "d/1")
+
+
+def test_work_of_other_armdata_code_is_discarded(tmp_path, caplog):
+    out = str(tmp_path / "out")
+    base = {"config": "c"}
+    identity = {"source": "s" * 64, "code": "a" * 64}
+    work, key = resume.prepare_work_dir(out, base, identity, True, False)
+    (Path(work) / "episodes").mkdir()
+    (Path(work) / "episodes" / "x.json").write_text("{}")
+    assert resume.prepare_work_dir(out, base, identity, True, False) == (work, key)
+    assert (Path(work) / "episodes" / "x.json").exists()            # same identity: reused
+    with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
+        again, other = resume.prepare_work_dir(out, base, {**identity, "code": "b" * 64}, True,
+                                               False)
+    assert again == work and other != key
+    assert not (Path(work) / "episodes").exists()
+    assert f"discarding {work}: its episodes were made from another armdata code" in caplog.text

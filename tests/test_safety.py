@@ -543,3 +543,48 @@ def test_library_errors_are_cut_to_their_first_line():
     assert logs.LibraryNoise().filter(record)
     text = logging.Formatter().format(record)
     assert text == "OSError [while running 'W'] [cut to its first line; -v shows all]"
+
+# --- issue 17: resume identity, shard lengths, work-file integrity -------------------------------
+
+def test_resume_after_the_source_changed_at_the_same_path_uses_only_the_new_source(tmp_path,
+                                                                                   caplog):
+    """A build killed after spilling every episode, its source rewritten at the same path (same
+    episode count and ids, other content), then rerun: old code published the old episodes."""
+    import logging
+    import signal
+
+    from tests.conftest import build_killed_while_writing, read_rows
+
+    root = tmp_path / "src"
+    old = write_synthetic_rlds(root, num_episodes=4, num_steps=3, image_size=(32, 32), seed=1,
+                               name="resume_src")
+    out = tmp_path / "out"
+    assert build_killed_while_writing("--config", "armdata_demo", "--source", old,
+                                      "--output", out) == 128 + signal.SIGTERM
+    assert not out.exists() and list(tmp_path.glob("out.armdata-work-*/episodes/*/*.json"))
+
+    shutil.rmtree(root)
+    new = write_synthetic_rlds(root, num_episodes=4, num_steps=3, image_size=(32, 32), seed=2,
+                               name="resume_src")
+    assert new == old
+    with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
+        assert build("--config", "armdata_demo", "--source", new, "--output", out) == 0
+    clean = tmp_path / "clean"
+    assert build("--config", "armdata_demo", "--source", new, "--output", clean) == 0
+    assert read_rows(out) == read_rows(clean)          # not the old source's spilled episodes
+    assert "made from another source (same path, other content)" in caplog.text
+    assert json.loads((out / "manifest.json").read_text())["episodes_reused"] == 0
+
+
+def test_xyz_indices_outside_the_state_fail_before_beam(source, tmp_path, capsys, monkeypatch):
+    """The demo's state has 7 values per step: an arm at [5, 6, 7] would give only null traces."""
+    from armdata.commands import build as build_module
+
+    config = config_with(tmp_path, "xyz_indices: [0, 1, 2]", "xyz_indices: [5, 6, 7]")
+    monkeypatch.setattr(build_module, "build_graph", lambda *a, **k: pytest.fail("Beam ran"))
+    assert build("--config", config, "--source", source, "--output", tmp_path / "o",
+                 "--stages", "actions,trace") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "arms[0].xyz_indices [5, 6, 7] are outside state_key 'observation/state'" in err
+    assert "7 values per step" in err and not (tmp_path / "o").exists()

@@ -48,3 +48,25 @@ def test_shard_damage_one_dead_letter_per_shard():
     (short,), unread = shard_damage([SliceReport(b, 2, None)], "ds")
     assert unread == 2 and "ends early" in short.reason
     assert shard_damage([SliceReport(b, 4, None)], "ds") == ([], 0)
+
+
+def test_shards_are_read_to_their_end_unless_max_episodes_bounds_the_read():
+    from types import SimpleNamespace as NS
+
+    from armdata.pipeline.sources.rlds import planned_reads
+
+    split = NS(filepaths=["s0", "s1", "s2"], shard_lengths=[3, 0, 3], file_instructions=[
+        NS(filename="s0", skip=1, take=-1, examples_in_shard=3),       # train[1:4]-like slice
+        NS(filename="s2", skip=0, take=1, examples_in_shard=3)])
+    # a whole split: every shard file, a shard declared empty too, to its real end
+    assert planned_reads(split, True, None) == [ShardRead("s0", 0, 3, 3, True),
+                                                ShardRead("s1", 0, 0, 0, True),
+                                                ShardRead("s2", 0, 3, 3, True)]
+    # a slice: by declared lengths; a shard covered through its declared end is read to its end
+    assert planned_reads(split, False, None) == [ShardRead("s0", 1, 2, 3, True),
+                                                 ShardRead("s2", 0, 1, 3, False)]
+    # --max-episodes stays a bound: nothing is read past the declared lengths
+    assert planned_reads(split, True, 2) == [ShardRead("s0", 1, 2, 3, False)]
+    pieces = split_reads([ShardRead("a", 0, 5, 5, True), ShardRead("b", 0, 0, 0, True)], 3)
+    assert [(p.skip, p.take, p.to_end) for p in pieces] == [
+        (0, 2, False), (2, 2, False), (4, 1, True), (0, 0, True)]

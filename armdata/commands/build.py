@@ -32,6 +32,7 @@ from armdata.pipeline.sources.features import check_config_keys
 from armdata.schemas.config import DatasetConfig, load_config
 from armdata.pipeline.sinks.finalize import REJECTED_PATH, manifest_text
 from armdata.pipeline.graph import build_graph
+from armdata.pipeline.identity import build_identity
 from armdata.pipeline.sources.lerobot import LeRobotPlan, is_lerobot, plan_lerobot
 from armdata.pipeline.sources.rlds import plan_source
 from armdata.schemas.output import SCHEMA_VERSION
@@ -284,7 +285,8 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     ready = prepare(args)
     output = storage.resolve(args.output)   # every alias of the folder: one lock, one target
     with storage.output_lock(output) as still_ours:
-        work, key = resume.prepare_work_dir(output, ready["manifest"], not args.no_resume,
+        work, key = resume.prepare_work_dir(output, ready["manifest"],
+                                            build_identity(ready["plan"]), not args.no_resume,
                                             args.clean_stale)
         staging = storage.staging_dir(output)
         log.info("building %s episodes of %s into %s (staging %s, work %s)",

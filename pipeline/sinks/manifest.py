@@ -1,7 +1,6 @@
 """Reading a finished build's manifest and checking the files it lists (inspect, push, exports)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
@@ -16,14 +15,6 @@ def load_manifest(output: str) -> dict[str, Any]:
     if not storage.exists(path):
         raise BuildError(f"{output} has no manifest.json: not a complete armdata build")
     return json.loads(storage.read_bytes(path))
-
-
-def sha256_of(path: str, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with storage.open_read(path) as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def path_problem(rel: Any) -> str | None:
@@ -89,7 +80,7 @@ def file_problems(output: str, manifest: dict[str, Any]) -> dict[str, str]:
             problems[link] = "is a symlink"
         elif size is None:
             problems[rel] = "is missing"
-        elif size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
+        elif size != entry["bytes"] or storage.sha256_of(path) != entry["sha256"]:
             problems[rel] = f"does not match the sha256 in {MANIFEST_PATH}"
     if local:
         listed = {f["path"] for f in files} | {MANIFEST_PATH}

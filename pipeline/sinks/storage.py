@@ -78,8 +78,10 @@ def open_write(path: str) -> IO[bytes]:
 
 @contextlib.contextmanager
 def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
-    """Write a file that readers see whole or not at all: locally under a temporary name, renamed
-    when complete; on object stores an object only appears once its upload completed."""
+    """Write a file that readers see whole or not at all: locally under a temporary name, synced
+    to disk and renamed when complete, then the directory synced (so that a power loss or kill
+    never leaves the new name pointing at unwritten blocks); on object stores an object only
+    appears once its upload completed."""
     if not is_local(path):
         with open_write(path) as f:
             yield f
@@ -88,10 +90,29 @@ def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
     try:
         with open_write(tmp) as f:
             yield f
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(os.path.dirname(os.path.abspath(path)))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _fsync(path: str) -> None:
+    """Flush a local file's or directory's data and metadata to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_of(path: str, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with open_read(path) as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def size(path: str) -> int | None:

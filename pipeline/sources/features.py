@@ -7,6 +7,8 @@ import json
 import logging
 from typing import Any, Iterator
 
+import numpy as np
+
 from armdata.pipeline.sinks import storage
 from armdata.schemas.config import ConfigError, DatasetConfig
 
@@ -15,27 +17,38 @@ log = logging.getLogger(__name__)
 STEPS, METADATA = "steps/", "episode_metadata/"
 
 
-def feature_keys(node: dict[str, Any], prefix: str = "") -> Iterator[str]:
-    """Leaf feature keys of a serialized tfds FeaturesDict, joined with '/' (sequences such as
-    `steps` are transparent: their per-element keys follow the sequence's name)."""
+def feature_leaves(node: dict[str, Any], prefix: str = ""
+                   ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key, serialized feature) of every leaf of a serialized tfds FeaturesDict, keys joined with
+    '/' (sequences such as `steps` are transparent: their per-element keys follow the sequence's
+    name)."""
     if "featuresDict" in node:
         for key, child in node["featuresDict"]["features"].items():
-            yield from feature_keys(child, f"{prefix}{key}/")
+            yield from feature_leaves(child, f"{prefix}{key}/")
     elif "sequence" in node:
-        yield from feature_keys(node["sequence"]["feature"], prefix)
+        yield from feature_leaves(node["sequence"]["feature"], prefix)
     else:
-        yield prefix.rstrip("/")
+        yield prefix.rstrip("/"), node
 
 
-def source_keys(directory: str) -> list[str] | None:
-    """Every leaf key of the source's features (e.g. `steps/observation/image_0`), or None when
-    the source has no readable features.json (older TFDS versions)."""
+def source_features(directory: str) -> dict[str, dict[str, Any]] | None:
+    """Every leaf feature of the source (e.g. `steps/observation/image_0`) by key, or None when the
+    source has no readable features.json (older TFDS versions)."""
     path = storage.join(directory, "features.json")
     try:
-        return sorted(feature_keys(json.loads(storage.read_bytes(path))))
+        return dict(feature_leaves(json.loads(storage.read_bytes(path))))
     except Exception as exc:  # absent or unreadable: reading will find out about the data
         log.warning("cannot check the config's keys against %s (%s)", path, exc)
         return None
+
+
+def flat_width(feature: dict[str, Any]) -> int | None:
+    """Values per step of a tensor feature once its trailing dims are flattened (as
+    `step_field` does), None when it is not a tensor of a fixed shape."""
+    dims = feature.get("tensor", {}).get("shape", {}).get("dimensions", [])
+    if "tensor" not in feature or not all(str(d).isdigit() for d in dims):
+        return None
+    return int(np.prod([int(d) for d in dims]))
 
 
 def config_keys(config: DatasetConfig) -> dict[str, str]:
@@ -55,11 +68,13 @@ def config_keys(config: DatasetConfig) -> dict[str, str]:
 
 
 def check_config_keys(config: DatasetConfig, directory: str) -> None:
-    """Raise ConfigError naming the first config key the source does not have. A key names a
-    feature or a group of them (`action` for `action/world_vector`, ...)."""
-    keys = source_keys(directory)
-    if keys is None:
+    """Raise ConfigError naming the first config key the source does not have (a key names a
+    feature or a group of them: `action` for `action/world_vector`, ...), or an arm whose
+    xyz_indices lie outside the state (which would make every trace null)."""
+    features = source_features(directory)
+    if features is None:
         return
+    keys = sorted(features)
     for field, key in config_keys(config).items():
         if any(k == key or k.startswith(key + "/") for k in keys):
             continue
@@ -68,3 +83,11 @@ def check_config_keys(config: DatasetConfig, directory: str) -> None:
         raise ConfigError(f"config {config.name!r}: {field} {key[len(group):]!r} is not a "
                           f"{group.rstrip('/')} key of {directory}; it has: "
                           f"{', '.join(present) or 'none'}")
+    state = features.get(STEPS + config.state_key) if config.state_key else None
+    width = flat_width(state) if state is not None else None
+    for i, arm in enumerate(config.arms):
+        if width is not None and max(arm.xyz_indices) >= width:
+            raise ConfigError(f"config {config.name!r}: arms[{i}].xyz_indices "
+                              f"{list(arm.xyz_indices)} are outside state_key "
+                              f"{config.state_key!r} of {directory}, which has {width} values "
+                              f"per step")

@@ -35,11 +35,14 @@ READ_STAGE = "read"         # the stage named by dead letters for damaged source
 
 @dataclass(frozen=True)
 class ShardRead:
-    """Episodes [skip, skip + take) of one tfrecord shard."""
+    """Episodes [skip, skip + take) of one tfrecord shard; with `to_end`, [skip, end of file):
+    dataset_info.json's shard lengths are not trusted, so a shard read through its declared end
+    is read to its real end."""
     filename: str
     skip: int
     take: int
     shard_episodes: int = 0   # how many the shard holds per dataset_info.json
+    to_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,45 @@ TARGET_SLICES = 16
 
 
 def split_reads(reads: list[ShardRead], target: int = TARGET_SLICES) -> list[ShardRead]:
-    """Cut shard slices into pieces of at most ceil(total / target) episodes."""
+    """Cut shard slices into pieces of at most ceil(total / target) episodes; a slice read to
+    its shard's end stays so in its last piece (a shard declared empty is one piece)."""
     size = max(1, -(-sum(r.take for r in reads) // target))
-    return [ShardRead(r.filename, r.skip + start, min(size, r.take - start), r.shard_episodes)
-            for r in reads for start in range(0, r.take, size)]
+    return [ShardRead(r.filename, r.skip + start, min(size, r.take - start), r.shard_episodes,
+                      r.to_end and start + size >= r.take)
+            for r in reads for start in range(0, max(r.take, r.to_end), size)]
+
+
+def check_shard_lengths(info: dict[str, Any], info_path: str) -> None:
+    """tfds turns a negative shard length into a plan that silently drops shards: refuse any
+    shard length that is not a non-negative integer (an int, or a string of digits)."""
+    for split in info.get("splits", []):
+        for i, n in enumerate(split.get("shardLengths", [])):
+            if not (isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                    or isinstance(n, str) and n.isdigit()):
+                raise SourceError(f"{info_path}: split {split.get('name')!r} has shardLengths"
+                                  f"[{i}] = {n!r}, not a non-negative integer")
+
+
+def planned_reads(split_info: Any, whole: bool, max_episodes: int | None) -> list[ShardRead]:
+    """The shard slices of a split. A whole split without --max-episodes reads every shard file
+    to its end, whatever its declared length (also 0). A slice (`train[:10%]`) selects episodes
+    by the declared lengths, as tfds does, and reads a shard it covers through its declared end
+    to its real end; --max-episodes never reads past the declared lengths, so it stays a
+    bound."""
+    if whole and max_episodes is None:
+        return [ShardRead(str(path), 0, n, n, True)
+                for path, n in zip(split_info.filepaths, split_info.shard_lengths)]
+    reads, total = [], 0
+    for fi in split_info.file_instructions:
+        take = fi.take if fi.take >= 0 else fi.examples_in_shard - fi.skip
+        if max_episodes is not None:
+            take = min(take, max_episodes - total)
+        if take <= 0:
+            break
+        reads.append(ShardRead(fi.filename, fi.skip, take, fi.examples_in_shard,
+                               max_episodes is None and fi.skip + take >= fi.examples_in_shard))
+        total += take
+    return reads
 
 
 def plan_source(directory: str, split: str, max_episodes: int | None,
@@ -93,9 +131,10 @@ def plan_source(directory: str, split: str, max_episodes: int | None,
                           f"); point --source at e.g. .../bridge_dataset/1.0.0")
     try:
         with FileSystems.open(info_path) as f:
-            json.loads(f.read())
+            info = json.loads(f.read())
     except ValueError as exc:
         raise SourceError(f"{info_path} is not valid JSON: {exc}") from exc
+    check_shard_lengths(info, info_path)
     try:
         builder = open_builder(directory)
     except Exception as exc:
@@ -104,19 +143,12 @@ def plan_source(directory: str, split: str, max_episodes: int | None,
     if file_format not in (None, "tfrecord"):
         raise SourceError(f"{directory} is stored as {file_format}; only tfrecord is supported")
     try:
-        instructions = builder.info.splits[split].file_instructions
+        reads = planned_reads(builder.info.splits[split], split in builder.info.splits,
+                              max_episodes)
     except Exception as exc:
         raise SourceError(f"bad split {split!r} for {directory} (splits: "
                           f"{', '.join(builder.info.splits)}): {one_line(str(exc))}") from exc
-    reads, total = [], 0
-    for fi in instructions:
-        take = fi.take if fi.take >= 0 else fi.examples_in_shard - fi.skip
-        if max_episodes is not None:
-            take = min(take, max_episodes - total)
-        if take <= 0:
-            break
-        reads.append(ShardRead(fi.filename, fi.skip, take, fi.examples_in_shard))
-        total += take
+    total = sum(r.take for r in reads)
     for r in reads:
         if not FileSystems.exists(r.filename):
             if strict:
@@ -166,6 +198,7 @@ class ReadShard(beam.DoFn):
         self.decode = make_decoder(features)
         self.episodes = beam.metrics.Metrics.counter("read", "episodes")
         self.damaged = beam.metrics.Metrics.counter("read", "damaged_slices")
+        self.beyond = beam.metrics.Metrics.counter("source", "shard_length_mismatch")
 
     def process(self, read: ShardRead) -> Iterator[Any]:
         from apache_beam.io.filesystem import CompressionTypes
@@ -177,7 +210,7 @@ class ReadShard(beam.DoFn):
         try:
             with FileSystems.open(read.filename, compression_type=CompressionTypes.UNCOMPRESSED
                                   ) as f:
-                for record in read_records(f, read.skip, read.take):
+                for record in read_records(f, read.skip, None if read.to_end else read.take):
                     example = self.decode(record)
                     steps = flatten(example.pop("steps"))
                     meta = flatten(example.pop("episode_metadata", {}))
@@ -189,6 +222,10 @@ class ReadShard(beam.DoFn):
             error = f"{type(exc).__name__}: {one_line(str(exc))}"
             self.damaged.inc()
             log.warning("%s: %s", read.filename, error)
+        if count > read.take:
+            self.beyond.inc(count - read.take)
+            log.warning("%s holds %d episodes more than dataset_info.json says; they are read",
+                        read.filename, count - read.take)
         yield TaggedOutput(REPORTS, SliceReport(read, count, error))
 
 
@@ -206,7 +243,7 @@ def shard_damage(reports: Iterable[SliceReport], dataset: str) -> tuple[list[Rej
         shard.sort(key=lambda r: r.read.skip)
         planned = sum(r.read.take for r in shard)
         got = sum(r.episodes for r in shard)
-        if got == planned and all(r.error is None for r in shard):
+        if got >= planned and all(r.error is None for r in shard):   # more: not damage
             continue
         error = next((r.error for r in shard if r.error), "the shard ends early")
         offset = re.search(r"record at (\d+)", error)
@@ -216,7 +253,7 @@ def shard_damage(reports: Iterable[SliceReport], dataset: str) -> tuple[list[Rej
                   f"were read")
         dead.append(Rejection(dataset, f"{dataset}/{posixpath.basename(filename)}", None,
                               READ_STAGE, reason, steps=0))
-        unread += planned - got
+        unread += max(planned - got, 0)
     return dead, unread
 
 
