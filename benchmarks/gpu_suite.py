@@ -202,7 +202,7 @@ def part_depth(ctx: Context) -> dict[str, Any]:
                 codes[name] = m["result"]
         row["codes_equal_bf16_fp32"] = float((codes["fp32"] == codes["bf16"]).float().mean())
         out[arch] = row
-        del model
+        model = None   # free this size before the next one loads
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return out
@@ -414,7 +414,7 @@ def part_trainer(ctx: Context) -> dict[str, Any]:
                      "mfu": flops / m["seconds"] / peak if peak else None,
                      "trainable_parameters": sum(p.numel() for p in params),
                      "parameters": suite_models.parameters(model)}
-        del model, net, optimizer, batches
+        model = net = optimizer = batches = None   # free before the next mode loads
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return out
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available")
     device = torch.device(args.device)
-    timeouts = {p: 60 if args.tiny else TIMEOUTS[p] for p in PARTS} \
+    timeouts = {p: 150 if args.tiny else TIMEOUTS[p] for p in PARTS} \
         | parse_timeouts(args.part_timeout)
     if args.tiny:
         torch.set_num_threads(1)   # tiny models: threads cost more than they give
