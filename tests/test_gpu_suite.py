@@ -16,8 +16,7 @@ from benchmarks import cost_table, gpu_suite, suite_models
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[int, dict, str]:
     out = tmp_path_factory.mktemp("suite")
-    code = gpu_suite.main(["--device", "cpu", "--tiny", "--out", str(out),
-                           ])
+    code = gpu_suite.main(["--device", "cpu", "--tiny", "--out", str(out)])
     return (code, json.loads((out / "gpu_suite.json").read_text()),
             (out / "gpu_suite.md").read_text())
 
