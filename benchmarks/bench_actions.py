@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,7 +126,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--shards", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=1, help="alternate the two this many times")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="alternate the two this many times; the median ratio is reported")
     ap.add_argument("--data", type=Path, help="keep/reuse the generated dataset here")
     args, extra = ap.parse_known_args()   # the rest goes to armdata build (e.g. Beam options)
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,6 +135,7 @@ def main() -> None:
         source = dataset(args.data or tmp / "src", args)
         print(f"{'run':>3s} {'command':8s} {'steps':>6s} {'wall s':>7s} {'steps/s':>8s} "
               f"{'peak RSS MB':>11s} {'armdata/naive':>13s}")
+        ratios = []
         for i in range(args.repeat):
             naive = run_naive(source, tmp / f"naive{i}.parquet")
             ours = run_armdata(source, tmp / f"armdata{i}", extra)
@@ -139,10 +143,13 @@ def main() -> None:
                 raise SystemExit(f"step counts differ: naive {naive['steps']}, "
                                  f"armdata {ours['steps']}")
             ratio = naive["wall_s"] / ours["wall_s"]
+            ratios.append(ratio)
             for name, r in (("naive", naive), ("armdata", ours)):
                 print(f"{i:3d} {name:8s} {r['steps']:6d} {r['wall_s']:7.1f} "
                       f"{r['steps'] / r['wall_s']:8.1f} {r['peak_rss_mb']:11.0f} "
                       f"{f'{ratio:.2f}x' if name == 'armdata' else '':>13s}")
+        print(f"median naive/armdata wall ratio over {len(ratios)} runs: "
+              f"{statistics.median(ratios):.2f}x (load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

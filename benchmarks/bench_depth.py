@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--width", type=int, default=320)
-    ap.add_argument("--archs", default="small,base", help="comma-separated: small, base")
+    ap.add_argument("--archs", default="small,base", help="comma-separated: small, base, large")
     args = ap.parse_args()
     device = resolve_device(args.device, "benchmark")
     rng = np.random.default_rng(0)

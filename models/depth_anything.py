@@ -82,6 +82,8 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
                   neck_hidden_sizes=(48, 96, 192, 384), fusion_hidden_size=64),
     "base": dict(hidden_size=768, num_heads=12, num_layers=12, out_indices=(3, 6, 9, 12),
                  neck_hidden_sizes=(96, 192, 384, 768), fusion_hidden_size=128),
+    "large": dict(hidden_size=1024, num_heads=16, num_layers=24, out_indices=(5, 12, 18, 24),
+                  neck_hidden_sizes=(256, 512, 1024, 1024), fusion_hidden_size=256),
 }
 
 

@@ -21,8 +21,9 @@ CHAT_TEMPLATE = (
 
 
 def save_tiny_vlm(out: str | Path, hidden: int = 64, layers: int = 2, image_size: int = 56,
-                  seed: int = 0) -> Path:
-    """Write a random-weight LLaVA(CLIP, Qwen2) model and its processor to `out`."""
+                  seed: int = 0, vision: dict | None = None, text: dict | None = None) -> Path:
+    """Write a random-weight LLaVA(CLIP, Qwen2) model and its processor to `out`; `vision` and
+    `text` override config fields (benchmarks build published sizes this way)."""
     from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, \
         LlavaForConditionalGeneration, LlavaProcessor, Qwen2Config
 
@@ -34,17 +35,20 @@ def save_tiny_vlm(out: str | Path, hidden: int = 64, layers: int = 2, image_size
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
                                vision_feature_select_strategy="default",
                                num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
-    text = Qwen2Config(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
-                       max_position_embeddings=2048, tie_word_embeddings=False,
-                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    text_config = Qwen2Config(**{
+        "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": len(tokenizer),
+        "max_position_embeddings": 2048, "tie_word_embeddings": False,
+        "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+        **(text or {})})
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden,
-                                       num_hidden_layers=layers, num_attention_heads=4,
-                                       image_size=image_size, patch_size=14),
-        text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_config=CLIPVisionConfig(**{
+            "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
+            "num_attention_heads": 4, "image_size": image_size, "patch_size": 14,
+            **(vision or {})}),
+        text_config=text_config, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         vision_feature_layer=-1, vision_feature_select_strategy="default",
-        tie_word_embeddings=False)
+        tie_word_embeddings=text_config.tie_word_embeddings)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
