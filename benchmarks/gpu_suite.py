@@ -169,14 +169,14 @@ def precision(device: torch.device, bf16: bool) -> Any:
     """The depth stage's autocast (models.depth_anything.autocast) forced to bf16 or fp32."""
     ctx = (lambda d: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 \
         else (lambda d: contextlib.nullcontext())
-    return mock.patch("models.depth_anything.autocast", ctx)
+    return mock.patch("armdata.models.depth_anything.autocast", ctx)
 
 
 def part_depth(ctx: Context) -> dict[str, Any]:
-    from models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
-    from models.vqvae import VQVAE
-    from tests.tiny_models import TINY_DEPTH
-    from transforms.depth import frames_to_codes
+    from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
+    from armdata.models.vqvae import VQVAE
+    from armdata.testing.tiny_models import TINY_DEPTH
+    from armdata.transforms.depth import frames_to_codes
 
     s, device = ctx.sizes, ctx.device
     x = torch.from_numpy(frames(s.frames, s.frame_px)).to(device)
@@ -210,7 +210,7 @@ def part_depth(ctx: Context) -> dict[str, Any]:
 
 # --- 2. captioner and planner -----------------------------------------------------------------
 def reasoning_stage(parts: tuple[str, ...], batch: int, ctx: Context, **models: str) -> Any:
-    from transforms.reasoning import ReasoningStage
+    from armdata.transforms.reasoning import ReasoningStage
 
     stage = ReasoningStage(parts=parts, captioner_batch_size=batch,
                            captioner_max_new_tokens=ctx.sizes.new_tokens,
@@ -243,7 +243,7 @@ def part_captioner(ctx: Context) -> dict[str, Any]:
 
 # --- 3. detector ------------------------------------------------------------------------------
 def part_detector(ctx: Context) -> dict[str, Any]:
-    from models.detector import load_detector
+    from armdata.models.detector import load_detector
 
     s = ctx.sizes
     detector = load_detector(str(suite_models.detector(ctx.work / "detector", ctx.tiny)),
@@ -266,7 +266,7 @@ def part_cotracker(ctx: Context) -> dict[str, Any]:
         return {"skipped": "CoTracker3's code is not installed (no pip package provides it; the "
                            "project loads it through torch.hub): pass --cotracker-repo DIR, a "
                            "clone of facebookresearch/co-tracker"}
-    from models.trackers import CoTrackerTracker
+    from armdata.models.trackers import CoTrackerTracker
 
     s = ctx.sizes
     offline = torch.hub.load(ctx.cotracker_repo, "cotracker3_offline", source="local",
@@ -282,7 +282,7 @@ def part_cotracker(ctx: Context) -> dict[str, Any]:
 
 # --- 6. end to end ----------------------------------------------------------------------------
 def build_flags(ctx: Context) -> list[str]:
-    from tests.tiny_models import make_tiny_vqvae
+    from armdata.testing.tiny_models import make_tiny_vqvae
 
     s, models = ctx.sizes, ctx.work / "models"
     models.mkdir(exist_ok=True)
@@ -303,7 +303,7 @@ def build_flags(ctx: Context) -> list[str]:
 
 
 def part_end_to_end(ctx: Context) -> dict[str, Any]:
-    from pipeline.synthetic import write_synthetic_rlds
+    from armdata.testing.synthetic import write_synthetic_rlds
 
     s = ctx.sizes
     source = write_synthetic_rlds(ctx.work / "source", num_episodes=s.e2e_episodes,
@@ -312,7 +312,7 @@ def part_end_to_end(ctx: Context) -> dict[str, Any]:
     walls: dict[str, float] = {}
     for stages in s.e2e_stage_sets:
         output = ctx.work / "built"
-        cmd = [sys.executable, "-m", "pipeline.cli", "build", "--config", "armdata_demo",
+        cmd = [sys.executable, "-m", "armdata.cli", "build", "--config", "armdata_demo",
                "--source", str(source), "--output", str(output), "--overwrite", "--stages",
                stages, *flags]
         start = time.perf_counter()
@@ -367,10 +367,10 @@ def model_flops(model: Any, batch: dict[str, Any], lora: bool) -> float:
 
 
 def part_trainer(ctx: Context) -> dict[str, Any]:
-    from trainer.data import StreamingLoader, open_source
-    from trainer.samples import Formatter, SampleOptions
-    from trainer.tokens import token_tables
-    from trainer.train import AnswerLoss, load_model, to_device
+    from armdata.trainer.data import StreamingLoader, open_source
+    from armdata.trainer.samples import Formatter, SampleOptions
+    from armdata.trainer.tokens import token_tables
+    from armdata.trainer.train import AnswerLoss, load_model, to_device
 
     built = ctx.results.get("_built")
     if built is None:

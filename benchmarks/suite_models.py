@@ -2,7 +2,7 @@
 them (`save_pretrained` directories, a VQ-VAE checkpoint): `tiny` sizes (the tests' builders) for
 the CPU smoke run, `real` sizes (published architectures' dimensions) for the GPU run.
 
-The chat models are LLaVA-layout (CLIP vision tower + Qwen2 decoder, `trainer.tiny`) at the
+The chat models are LLaVA-layout (CLIP vision tower + Qwen2 decoder, `armdata.testing.tiny_vlm`) at the
 published models' dimensions, not Qwen3-VL/Qwen2-VL themselves: their processors cannot be built
 offline here (Qwen3-VL's needs torchvision's video processor). Per generated token the decoder
 cost is the same; the vision towers see 224 px (256 patches, like Qwen3-VL's 16-px patches on a
@@ -58,9 +58,9 @@ def fixed_length(path: Path, new_tokens: int) -> Path:
 def chat_vlm(path: Path, tiny: bool, new_tokens: int) -> Path:
     """Captioner: the tests' word-level LLaVA, or Qwen3-VL-2B's dimensions."""
     if tiny:
-        from tests.tiny_reasoning import save_tiny_chat_vlm
+        from armdata.testing.tiny_reasoning import save_tiny_chat_vlm
         return fixed_length(save_tiny_chat_vlm(path), new_tokens)
-    from trainer.tiny import save_tiny_vlm
+    from armdata.testing.tiny_vlm import save_tiny_vlm
     with default_dtype(torch.bfloat16):
         return fixed_length(save_tiny_vlm(path, image_size=VISION_PX, vision=QWEN3_VL_2B_VISION,
                                           text=QWEN3_VL_2B_TEXT), new_tokens)
@@ -70,12 +70,12 @@ def text_llm(path: Path, tiny: bool, new_tokens: int) -> Path:
     """Planner (text only): the tests' tiny Llama, or Qwen3-VL-2B's decoder with the Qwen2
     tokenizer and the ChatML template."""
     if tiny:
-        from tests.tiny_reasoning import save_tiny_text_llm
+        from armdata.testing.tiny_reasoning import save_tiny_text_llm
         return fixed_length(save_tiny_text_llm(path), new_tokens)
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from trainer.tiny import CHAT_TEMPLATE
-    from trainer.tokens import qwen2_tokenizer
+    from armdata.testing.tiny_vlm import CHAT_TEMPLATE
+    from armdata.trainer.tokens import qwen2_tokenizer
 
     tokenizer = qwen2_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -91,8 +91,8 @@ def text_llm(path: Path, tiny: bool, new_tokens: int) -> Path:
 
 
 def trainer_vlm(path: Path, tiny: bool) -> Path:
-    """The model `armdata train` fine-tunes: trainer.tiny's, or Qwen2-VL-2B's dimensions."""
-    from trainer.tiny import save_tiny_vlm
+    """The model `armdata train` fine-tunes: armdata.testing.tiny_vlm's, or Qwen2-VL-2B's dimensions."""
+    from armdata.testing.tiny_vlm import save_tiny_vlm
     if tiny:
         return save_tiny_vlm(path)
     with default_dtype(torch.bfloat16):
@@ -117,7 +117,7 @@ def detector(path: Path, tiny: bool) -> Path:
     """Grounding DINO: the tests' tiny one, or the base checkpoint's size with the tests' small
     word-piece vocabulary (a phrase's cost is its length, not the vocabulary) and the published
     processor's 800/1333 resize."""
-    from tests.tiny_reasoning import save_tiny_detector
+    from armdata.testing.tiny_reasoning import save_tiny_detector
     path = save_tiny_detector(path)
     if tiny:
         return path
@@ -135,8 +135,8 @@ def detector(path: Path, tiny: bool) -> Path:
 
 def depth_model(path: Path, arch: str) -> Path:
     """Depth Anything V2 at a published size (`small`, `base`, `large`) or `tiny`."""
-    from models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
-    from tests.tiny_models import TINY_DEPTH
+    from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
+    from armdata.testing.tiny_models import TINY_DEPTH
 
     sizes = TINY_DEPTH if arch == "tiny" else ARCHITECTURES[arch]
     random_depth_model(depth_anything_config(**sizes)).save_pretrained(path)

@@ -98,7 +98,7 @@ def test_published_sizes():
     from transformers import CLIPVisionConfig, CLIPVisionModel, GroundingDinoForObjectDetection, \
         Qwen2Config, Qwen2Model
 
-    from models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
+    from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
 
     def depth(arch):
         return meta_parameters(lambda: random_depth_model(depth_anything_config(
@@ -132,8 +132,8 @@ def test_answer_tokens_read_the_vocabulary_once(tmp_path):
     model load."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from tests.tiny_reasoning import save_tiny_text_llm
-    from trainer.tokens import add_answer_tokens
+    from armdata.testing.tiny_reasoning import save_tiny_text_llm
+    from armdata.trainer.tokens import add_answer_tokens
 
     path = save_tiny_text_llm(tmp_path / "llm")
     tokenizer = AutoTokenizer.from_pretrained(path)
