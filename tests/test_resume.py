@@ -270,7 +270,7 @@ def test_work_of_other_armdata_code_is_discarded(tmp_path, caplog):
     (Path(work) / "episodes" / "x.json").write_text("{}")
     assert resume.prepare_work_dir(out, base, identity, True, False) == (work, key)
     assert (Path(work) / "episodes" / "x.json").exists()            # same identity: reused
-    with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
+    with caplog.at_level(logging.WARNING, logger="armdata.pipeline.resume"):
         again, other = resume.prepare_work_dir(out, base, {**identity, "code": "b" * 64}, True,
                                                False)
     assert again == work and other != key

@@ -567,7 +567,7 @@ def test_resume_after_the_source_changed_at_the_same_path_uses_only_the_new_sour
     new = write_synthetic_rlds(root, num_episodes=4, num_steps=3, image_size=(32, 32), seed=2,
                                name="resume_src")
     assert new == old
-    with caplog.at_level(logging.WARNING, logger="pipeline.resume"):
+    with caplog.at_level(logging.WARNING, logger="armdata.pipeline.resume"):
         assert build("--config", "armdata_demo", "--source", new, "--output", out) == 0
     clean = tmp_path / "clean"
     assert build("--config", "armdata_demo", "--source", new, "--output", clean) == 0

@@ -385,7 +385,7 @@ def test_resume_falls_back_past_a_truncated_checkpoint(two_checkpoints, built, t
         cut = out / "checkpoints" / "step_00000002" / name
         cut.write_bytes(cut.read_bytes()[:100])
     shutil.rmtree(out / "model")
-    with caplog.at_level("INFO", logger="trainer"):
+    with caplog.at_level("INFO", logger="armdata.trainer"):
         assert armdata(*run_args(built, tiny, out, "--resume")) == 0
     assert "skipping step_00000002" in caplog.text and "truncated" in caplog.text
     assert "resumed from" in caplog.text and "step_00000001 at step 1" in caplog.text

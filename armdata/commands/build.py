@@ -311,6 +311,9 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
             storage.delete_tree(staging)
             kept = (f"nothing was published to {args.output}; finished episodes are kept in "
                     f"{work} for a rerun of the same command")
+            if not storage.is_nonempty_dir(resume.episodes_dir(work)):   # only its identity.json
+                storage.delete_tree(work)
+                kept = f"nothing was published to {args.output} and no episode was finished"
             if any(isinstance(e, KeyboardInterrupt) for e in causes(exc)):   # Ctrl-C
                 raise KeyboardInterrupt(kept) from exc
             full = disk_full(exc)

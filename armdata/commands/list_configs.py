@@ -9,7 +9,7 @@ from typing import Any
 
 from armdata.pipeline.sinks import storage
 from armdata.errors import UsageError
-from armdata.pipeline.sources.features import check_config_keys, source_keys
+from armdata.pipeline.sources.features import check_config_keys, source_features
 from armdata.schemas.config import DatasetConfig, available_configs, load_config
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def check(directory: str, name: str | None) -> dict[str, Any]:
     """Load the config and check its keys against the source's features; raises on a problem."""
     name = name or source_name(directory)
     config = load_config(name)
-    if source_keys(directory) is None:
+    if source_features(directory) is None:
         raise UsageError(f"{directory}: no readable features.json to check config "
                          f"{config.name!r} against")
     check_config_keys(config, directory)
