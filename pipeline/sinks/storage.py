@@ -21,6 +21,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from armdata.errors import UsageError
+from armdata.local_files import fsync
 from armdata.schemas.output import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -90,21 +91,12 @@ def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
     try:
         with open_write(tmp) as f:
             yield f
-        _fsync(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
-        _fsync(os.path.dirname(os.path.abspath(path)))
+        fsync(os.path.dirname(os.path.abspath(path)))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def _fsync(path: str) -> None:
-    """Flush a local file's or directory's data and metadata to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_of(path: str, chunk: int = 8 << 20) -> str:
