@@ -20,8 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from armdata.models.captioner import DEFAULT_CAPTIONER_MODEL, ChatModel, check_model_location, \
-    load_chat_model
+from armdata.models.captioner import DEFAULT_CAPTIONER_MODEL, ChatModel, load_chat_model
 from armdata.models.detector import DEFAULT_OBJECTS_MODEL, Detector, caption_phrases, load_detector
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.planner import EndpointClient, EndpointError
@@ -91,15 +90,6 @@ class ReasoningStage(Stage):
         self.planner_timeout, self.planner_retries = planner_timeout, planner_retries
         self.planner_backoff, self.planner_max_new_tokens = planner_backoff, planner_max_new_tokens
         self.device = device
-        local_models = []
-        if "caption" in self.parts:
-            local_models.append(("captioner", captioner_model))
-        if "objects" in self.parts:
-            local_models.append(("objects", objects_model))
-        if "plan" in self.parts and not planner_endpoint:
-            local_models.append(("planner", self.planner_model))
-        for what, model_id in local_models:
-            check_model_location(model_id, f"{what} model")
         if planner_endpoint:   # validates the URL and limits now, before the job
             EndpointClient(planner_endpoint, self.planner_model, planner_token_env,
                            planner_timeout, planner_retries, planner_backoff)
@@ -137,6 +127,16 @@ class ReasoningStage(Stage):
     def _endpoint(self) -> EndpointClient:
         return EndpointClient(self.planner_endpoint, self.planner_model, self.planner_token_env,
                               self.planner_timeout, self.planner_retries, self.planner_backoff)
+
+    offline = "--reasoning-parts motion (with --planner rules: motion,plan)"
+
+    def models(self) -> dict[str, Any]:
+        out = {"--captioner-model": self.captioner_model} if "caption" in self.parts else {}
+        if "objects" in self.parts:
+            out["--objects-model"] = self.objects_model
+        if "plan" in self.parts and not self.planner_endpoint:
+            out["--planner-model"] = self.planner_model
+        return out
 
     def options(self) -> dict[str, Any]:
         """Models (ids, revisions), prompts (versions, sha256) and settings, for the manifest."""
