@@ -228,8 +228,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     if is_lerobot(args.source):
         plan = plan_lerobot(args.source, args.split, args.max_episodes)
     else:
-        check_config_keys(config, args.source)
         plan = plan_source(args.source, args.split, args.max_episodes, strict=args.strict)
+        check_config_keys(config, args.source)   # after: a wrong --source is one line
     if plan.num_episodes == 0:
         raise BuildError(f"split {args.split!r} of {args.source} selects no episode")
     stats = None
