@@ -14,7 +14,7 @@ import re
 import signal
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import armdata
 from armdata import logs
@@ -33,6 +33,14 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 log = logging.getLogger(__name__)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors (a bad number, a missing option) as one line, like every other error
+    of the command, instead of the usage block and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def add_global_flags(parser: argparse.ArgumentParser, default: object = False) -> None:
     parser.add_argument(*VERBOSE_FLAGS, action="store_true", default=default,
                         help="debug logging, including the libraries' (Beam, TensorFlow, absl)")
@@ -43,7 +51,7 @@ def add_global_flags(parser: argparse.ArgumentParser, default: object = False) -
 def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line; with `argv` naming a subcommand, only that subcommand's module is
     imported (the full list of commands shows otherwise, e.g. for `armdata --help`)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="armdata", description="Build training data for action reasoning models.")
     parser.add_argument("--version", action="version", version=f"armdata {armdata.__version__}")
     add_global_flags(parser)

@@ -10,6 +10,20 @@ import sys
 
 OURS = ("armdata", "__main__")   # our packages, and benchmark scripts run as __main__
 VERBOSE_ENV = "ARMDATA_VERBOSE"   # inherited by local worker processes
+# Read by the libraries from the environment when first imported, here or in a worker process.
+QUIET_ENV = {
+    # TensorFlow's C++ log ("did not fully read the dataset being cached", absl's "All log
+    # messages before absl::InitializeLog()" that precedes such a line)
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # oneDNN's notice, printed at import; TensorFlow here only reads and decodes records
+    # (no float math whose rounding oneDNN would change)
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "GRPC_VERBOSITY": "ERROR",   # Beam's gRPC (absl) start-up lines
+    # transformers' own handler: warnings (the torchvision notice) and its progress bars
+    # ("Loading weights", "Writing model shards"), through huggingface_hub's switch
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
 
 
 class LibraryNoise(logging.Filter):
@@ -36,9 +50,8 @@ def configure(verbose: bool, level: int = logging.INFO) -> None:
     records from `level` up (all with `verbose`), the libraries' from ERROR up."""
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"
     if not verbose:
-        # TensorFlow's C++ log (oneDNN notices, "did not fully read the dataset being cached")
-        # is read from the environment when TensorFlow is first imported, here or in a worker.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        for name, value in QUIET_ENV.items():
+            os.environ.setdefault(name, value)
     root = logging.getLogger()
     for handler in list(root.handlers):   # ours from an earlier call, or Python's default one
         if getattr(handler, "armdata", False) or (

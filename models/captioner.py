@@ -6,7 +6,6 @@ Generation is batched (left padding), greedy (byte-reproducible) and runs under
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -14,18 +13,6 @@ log = logging.getLogger(__name__)
 
 # Apache-2.0, native in transformers ≥ 4.57 (no remote code).
 DEFAULT_CAPTIONER_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
-
-
-def looks_like_path(model_id: str) -> bool:
-    """A local directory rather than a Hub id ("org/name")."""
-    return (model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1
-            or os.path.isdir(model_id))
-
-
-def check_model_location(model_id: str, what: str) -> None:
-    """Raise ValueError for a model directory that does not exist (caught before the job)."""
-    if looks_like_path(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
-        raise ValueError(f"{what} directory {model_id} does not exist")
 
 
 @dataclass

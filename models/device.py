@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cuda", "cpu")
+_warned: set[str] = set()
 
 
 def resolve_device(choice: str, what: str = "model") -> torch.device:
@@ -24,7 +25,9 @@ def resolve_device(choice: str, what: str = "model") -> torch.device:
     if choice == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        log.warning("CUDA is not available: the %s runs on CPU (slow)", what)
+        if what not in _warned:   # once per process, not once per worker thread or stage
+            _warned.add(what)
+            log.warning("CUDA is not available: the %s runs on CPU (slow)", what)
         return torch.device("cpu")
     return torch.device(choice)
 

@@ -396,6 +396,14 @@ class SyntheticArmBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     VERSION = tfds.core.Version(VERSION)
     RELEASE_NOTES = {str(VERSION): "Synthetic pick-and-place episodes."}
 
+    # tfds prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
+    # prepared" to stdout unconditionally; this builder downloads nothing.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
     def __init__(self, *, num_episodes: int, num_steps: int, image_size: tuple[int, int],
                  seed: int, faults: dict[int, str], **kwargs):
         self._num_episodes, self._num_steps = num_episodes, num_steps
@@ -481,6 +489,7 @@ def write_synthetic_rlds(root: str | Path, num_episodes: int = 8, num_steps: int
     builder = _builder_class(name)(num_episodes=num_episodes, num_steps=num_steps,
                                    image_size=image_size, seed=seed, faults=faults,
                                    data_dir=str(root))
+    tfds.disable_progress_bar()   # its bars for a local write of seconds are noise
     with tempfile.TemporaryDirectory() as downloads:
         builder.download_and_prepare(
             download_dir=downloads,

@@ -221,7 +221,7 @@ def test_model_directory_missing_exits_2(bridge_dir, tmp_path, capsys):
                "--captioner-model", str(tmp_path / "no_such_model"))
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
-    assert "captioner model directory" in err and "does not exist" in err
+    assert "--captioner-model" in err and "no such model directory" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -346,3 +346,28 @@ def test_text_only_planner_model(tmp_path):
     assert c["plan_calls"] == 4 and c["plan_batches"] == 2 and c["plan_fallback"] == 2
     assert all(s.subtask and s.reasoning.startswith("TASK: lift the cup PLAN: 1. ")
                for e, _ in results for s in e.steps)
+
+
+def test_rules_planner_needs_no_model_and_is_counted_as_rules():
+    stage = ReasoningStage(parts=("motion", "plan"), planner="rules",
+                           planner_model="no/such-model-anywhere")
+    assert stage.models() == {}                     # nothing for the up-front model check
+    stage.setup()
+    ep, rejections = stage.process(episode(6, state_dim=0))
+    assert rejections == [] and stage._planner is None
+    assert stage.counters["plan_rules"] == 1 and "plan_fallback" not in stage.counters
+    assert stage.counters["episodes_plan_rules"] == 1
+    assert [s.subtask for s in ep.steps] == ["approach the object"] * 3 + \
+        ["grasp the object"] + ["move the object"] * 2
+    assert ep.steps[0].reasoning.startswith("TASK: lift the cup PLAN: 1. ")
+    assert stage.options()["planner"] == {"rules": "gripper events and motion runs "
+                                                    "(transforms/plan.py)"}
+
+
+def test_rules_planner_build_offline(bridge_dir, tmp_path):
+    out = tmp_path / "o"
+    assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
+                 "--max-episodes", "2", "--stages", "actions,reasoning",
+                 "--reasoning-parts", "motion,plan", "--planner", "rules") == 0
+    rows = read_rows(out)
+    assert rows and all("PLAN: 1. " in r["reasoning"] and r["subtask"] for r in rows)

@@ -418,3 +418,16 @@ def test_fresh_run_into_a_used_out_is_refused(two_checkpoints, built, tiny, tmp_
     assert (out / "checkpoints").exists() and (out / "notes.txt").exists()
     assert armdata(*run_args(built, tiny, out, "--overwrite", "--resume")) == 2
     assert "choose one" in error_line(capsys)
+
+
+def test_predict_prints_readable_text():
+    from armdata.trainer.predict import readable
+
+    lines = readable({"text": "x", "depth_codes": list(range(100)), "traces": [[[1, 2], [3, 4]]],
+                      "action_bins": [[1, 2, 3, 4, 5, 6, 7]], "actions": [[0.5] * 7]})
+    assert lines == ["depth tokens: 100 (0 1 2 3 4 5 6 7 ... (100 in all))",
+                     "trace: [[1, 2], [3, 4]]", "action bins (1 step(s)): 1 2 3 4 5 6 7",
+                     "action (de-normalised, first step): " + " ".join(["0.500"] * 7)]
+    empty = readable({"text": "", "depth_codes": [], "traces": [], "action_bins": [[1, None]]})
+    assert empty[-1] == "action (de-normalised): none (no complete step of bins)"
+    assert all("\\n" not in line and "{" not in line for line in lines)

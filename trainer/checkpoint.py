@@ -24,7 +24,7 @@ from armdata.local_files import fsync, sha256_file
 from armdata.torch_files import first_sentences, load_weights_only
 from armdata.errors import UsageError
 
-log = logging.getLogger("trainer")
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.json"
 STATE_FILE = "state.pt"

@@ -111,5 +111,29 @@ def run(args: Any) -> int:
     stats = action_stats(stats_path, args.dataset) if stats_path else None
     result = predict(model, processor, images, args.instruction, stats, args.max_new_tokens,
                      options)
-    print(json.dumps(result, indent=None if args.json else 1))
+    print(json.dumps(result) if args.json else "\n".join(readable(result)))
     return 0
+
+
+def readable(result: dict[str, Any], width: int = 8) -> list[str]:
+    """predict's parsed answer as a few lines of text (`--json` gives all of it)."""
+    def head(values: list[Any]) -> str:
+        more = f" ... ({len(values)} in all)" if len(values) > width else ""
+        return " ".join(str(v) for v in values[:width]) + more
+
+    lines = [f"depth tokens: {len(result['depth_codes'])}"
+             + (f" ({head(result['depth_codes'])})" if result["depth_codes"] else "")]
+    traces = [t for t in result["traces"] if t]
+    lines.append(f"trace: {json.dumps(traces[0])}" if traces else "trace: none found")
+    bins = result["action_bins"]
+    lines.append(f"action bins ({len(bins)} step(s)): "
+                 + ("; ".join(head(["?" if b is None else b for b in step]) for step in bins[:2])
+                    if bins else "none found") + (" ..." if len(bins) > 2 else ""))
+    if "actions" in result:
+        lines.append("action (de-normalised, first step): "
+                     + " ".join(f"{v:.3f}" for v in result["actions"][0]))
+    else:
+        complete = any(step and None not in step for step in bins)
+        lines.append("action (de-normalised): none ("
+                     + ("no dataset statistics" if complete else "no complete step of bins") + ")")
+    return lines

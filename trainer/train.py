@@ -31,7 +31,7 @@ from armdata.trainer.metrics import EvalSums, add_batch
 from armdata.trainer.samples import IGNORE, Formatter, SampleOptions
 from armdata.trainer.tokens import add_answer_tokens, token_tables
 
-log = logging.getLogger("trainer")
+log = logging.getLogger(__name__)   # armdata.trainer.train: shown by armdata's log filter
 
 # Apache-2.0, 2.2 B parameters, Qwen2 vocabulary (action ids of SPEC §4 stay meaningful).
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
@@ -222,15 +222,15 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    # --- model, tokens, samples (loaded before --out is touched: a model that fails to load
+    # leaves no folder behind) --------------------------------------------------------------------
+    torch.manual_seed(args.seed)
+    model, processor = load_model(args.model, resume, args.lora, device)
     if master:
         clear(stale)
     if distributed:
         dist.barrier()
     out.mkdir(parents=True, exist_ok=True)
-
-    # --- model, tokens, samples -----------------------------------------------------------------
-    torch.manual_seed(args.seed)
-    model, processor = load_model(args.model, resume, args.lora, device)
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     tables = token_tables(processor.tokenizer)

@@ -49,6 +49,15 @@ class Stage(abc.ABC):
         work, so it also checks those files: it raises ValueError/OSError naming the file."""
         return {}
 
+    def models(self) -> dict[str, Any]:
+        """The Hub models (id, or (repo id, file)) or model directories this stage will load, by
+        the option that names them, for the build's one check of them all
+        (`armdata.models.hub.check_models`) before `options`."""
+        return {}
+
+    # What the stage can do without network access, for the error when a model is missing.
+    offline: str = ""
+
     def process_batch(self, episodes: list[Episode]
                       ) -> list[tuple[Episode | None, list[Rejection]]]:
         """`process` for several episodes; stages that batch across episodes override it."""

@@ -116,6 +116,14 @@ class DepthStage(Stage):
                                    lambda: load_vqvae(self.vqvae_path, device))
         self._device = device
 
+    offline = "--depth-source sensor (for a dataset with a depth camera) with --vqvae PATH"
+
+    def models(self) -> dict[str, Any]:
+        out: dict[str, Any] = {} if self.vqvae_path else {"--vqvae": (VQVAE_REPO, VQVAE_FILE)}
+        if self.source == "model":
+            out["--depth-model"] = self.depth_model
+        return out
+
     def options(self) -> dict[str, Any]:
         """Depth source, model and VQ-VAE checkpoint (loaded once on the CPU to check it)."""
         from armdata.models.vqvae import load_vqvae, resolve_checkpoint

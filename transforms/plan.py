@@ -32,7 +32,7 @@ class Plan:
     plan: tuple[str, ...]
     subtasks: tuple[Subtask, ...]
     move_reasons: tuple[str, ...]     # one per motion run
-    source: str                       # "model" or "fallback"
+    source: str                       # "model", "fallback" or "rules"
 
     def per_step(self, indices: Sequence[int], runs: Sequence[tuple[int, int, str]]
                  ) -> list[tuple[list[str], Subtask, str]]:
@@ -141,10 +141,11 @@ FALLBACK_PHASES = {
 
 
 def fallback_plan(indices: Sequence[int], gripper: Sequence[float],
-                  runs: Sequence[tuple[int, int, str]]) -> Plan:
+                  runs: Sequence[tuple[int, int, str]], source: str = "fallback") -> Plan:
     """A plan from gripper events (canonical gripper per kept step) and motion runs: approach up
     to the first close, grasp at it, move while closed, release at the next open, retreat after.
-    Phases that do not occur are left out; move reasons name the run's motion and its phase."""
+    Phases that do not occur are left out; move reasons name the run's motion and its phase.
+    `source`: "fallback" (a model's answer was unusable) or "rules" (`--planner rules`)."""
     closed = [g < GRIPPER_CLOSED_BELOW for g in gripper]
     n = len(indices)
     close = next((p for p in range(n) if closed[p] and (p == 0 or not closed[p - 1])), None)
@@ -167,7 +168,7 @@ def fallback_plan(indices: Sequence[int], gripper: Sequence[float],
     for start, _, label in runs:
         phase = next(s for s in subtasks if s.start <= start <= s.end)
         reasons.append(f"{label} to {phase.text}")
-    return Plan(plan, subtasks, tuple(reasons), "fallback")
+    return Plan(plan, subtasks, tuple(reasons), source)
 
 
 TAGS = ("TASK", "PLAN", "VISIBLE OBJECTS", "SUBTASK REASONING", "SUBTASK", "MOVE REASONING",

@@ -7,7 +7,9 @@
   every step or every `objects_every` steps (carried between).
 - plan: one text-only call per episode (local model or OpenAI-compatible endpoint) asking for a
   plan, subtasks with step ranges and reasons; parsed strictly, one retry quoting the error, then
-  a deterministic plan from gripper events and motion runs (counted `plan_fallback`).
+  a deterministic plan from gripper events and motion runs (counted `plan_fallback`). With
+  `planner="rules"` (`--planner rules`) that rule-based plan is the plan, no model (counted
+  `plan_rules`, plan source "rules").
 The `reasoning` column is composed deterministically from the parts that ran.
 """
 from __future__ import annotations
@@ -20,8 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from armdata.models.captioner import DEFAULT_CAPTIONER_MODEL, ChatModel, check_model_location, \
-    load_chat_model
+from armdata.models.captioner import DEFAULT_CAPTIONER_MODEL, ChatModel, load_chat_model
 from armdata.models.detector import DEFAULT_OBJECTS_MODEL, Detector, caption_phrases, load_detector
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.planner import EndpointClient, EndpointError
@@ -38,6 +39,7 @@ from armdata.transforms.plan import Plan, PlanError, compose_reasoning, fallback
 log = logging.getLogger(__name__)
 
 PARTS = ("motion", "caption", "objects", "plan")
+PLANNERS = ("model", "rules")   # --planner: a chat model (local or endpoint), or the rule-based plan
 GRIPPER_POINTS = 5          # current and next 4 positions (SPEC §7)
 
 
@@ -73,7 +75,7 @@ class ReasoningStage(Stage):
                  planner_token_env: str | None = "ARMDATA_PLANNER_TOKEN",
                  planner_timeout: float = 60.0, planner_retries: int = 3,
                  planner_backoff: float = 1.0, planner_max_new_tokens: int = 512,
-                 device: str = "auto") -> None:
+                 planner: str = "model", device: str = "auto") -> None:
         super().__init__()
         self.parts = parse_parts(",".join(parts))
         if min(captioner_batch_size, captioner_max_new_tokens, objects_every, objects_batch_size,
@@ -91,15 +93,9 @@ class ReasoningStage(Stage):
         self.planner_timeout, self.planner_retries = planner_timeout, planner_retries
         self.planner_backoff, self.planner_max_new_tokens = planner_backoff, planner_max_new_tokens
         self.device = device
-        local_models = []
-        if "caption" in self.parts:
-            local_models.append(("captioner", captioner_model))
-        if "objects" in self.parts:
-            local_models.append(("objects", objects_model))
-        if "plan" in self.parts and not planner_endpoint:
-            local_models.append(("planner", self.planner_model))
-        for what, model_id in local_models:
-            check_model_location(model_id, f"{what} model")
+        if planner not in PLANNERS:
+            raise ValueError(f"--planner {planner}: choose from {', '.join(PLANNERS)}")
+        self.planner = planner
         if planner_endpoint:   # validates the URL and limits now, before the job
             EndpointClient(planner_endpoint, self.planner_model, planner_token_env,
                            planner_timeout, planner_retries, planner_backoff)
@@ -116,27 +112,39 @@ class ReasoningStage(Stage):
         return state
 
     def setup(self) -> None:
-        needs_torch = "caption" in self.parts or "objects" in self.parts or (
-            "plan" in self.parts and not self.planner_endpoint)
-        if not needs_torch:
-            if self.planner_endpoint:
-                self._planner = self._endpoint()
+        if "plan" in self.parts and self.planner == "model" and self.planner_endpoint:
+            self._planner = self._endpoint()
+        if not ("caption" in self.parts or "objects" in self.parts or self._plan_model()):
             return
         device = resolve_device(self.device, "reasoning models")
         if "caption" in self.parts:
             self._captioner = shared_model(("chat", self.captioner_model, str(device)),
                                            lambda: load_chat_model(self.captioner_model, device))
-        if "plan" in self.parts:
-            self._planner = self._endpoint() if self.planner_endpoint else shared_model(
+        if self._plan_model():
+            self._planner = shared_model(
                 ("chat", self.planner_model, str(device)),
                 lambda: load_chat_model(self.planner_model, device, "planner"))
         if "objects" in self.parts:
             self._detector = shared_model(("detector", self.objects_model, str(device)),
                                           lambda: load_detector(self.objects_model, device))
 
+    def _plan_model(self) -> bool:
+        """Whether the plan comes from a local model (not an endpoint, not the rules)."""
+        return "plan" in self.parts and self.planner == "model" and not self.planner_endpoint
+
     def _endpoint(self) -> EndpointClient:
         return EndpointClient(self.planner_endpoint, self.planner_model, self.planner_token_env,
                               self.planner_timeout, self.planner_retries, self.planner_backoff)
+
+    offline = "--reasoning-parts motion (with --planner rules: motion,plan)"
+
+    def models(self) -> dict[str, Any]:
+        out = {"--captioner-model": self.captioner_model} if "caption" in self.parts else {}
+        if "objects" in self.parts:
+            out["--objects-model"] = self.objects_model
+        if self._plan_model():
+            out["--planner-model"] = self.planner_model
+        return out
 
     def options(self) -> dict[str, Any]:
         """Models (ids, revisions), prompts (versions, sha256) and settings, for the manifest."""
@@ -152,7 +160,9 @@ class ReasoningStage(Stage):
             out["objects"] = {"model": self.objects_model,
                               **describe_model(self.objects_model, "--objects-model"),
                               "every": self.objects_every}
-        if "plan" in self.parts:
+        if "plan" in self.parts and self.planner == "rules":
+            out["planner"] = {"rules": "gripper events and motion runs (transforms/plan.py)"}
+        elif "plan" in self.parts:
             out["planner"] = {"model": self.planner_model,
                               **({"revision": "served"} if self.planner_endpoint
                                  else describe_model(self.planner_model, "--planner-model")),
@@ -240,6 +250,10 @@ class ReasoningStage(Stage):
                captions: list[str | None]) -> list[Plan]:
         indices = [[s.index for s in e.steps] for e in episodes]
         runs = [motion_runs(m, ix) for m, ix in zip(motions, indices)]
+        if self.planner == "rules":
+            self.count("plan_rules", len(episodes))
+            return [fallback_plan(ix, e.actions()[:, 6], rr, "rules")
+                    for e, ix, rr in zip(episodes, indices, runs)]
         conversations = []
         for episode, ix, rr, caption in zip(episodes, indices, runs, captions):
             user = self.plan_prompt.format(
@@ -374,6 +388,10 @@ def add_build_arguments(parser: argparse._ArgumentGroup | argparse.ArgumentParse
     parser.add_argument("--objects-every", type=int, default=1,
                         help="detect on every N-th step, carrying the objects between")
     parser.add_argument("--objects-batch-size", type=int, default=16, help="frames per batch")
+    parser.add_argument("--planner", choices=PLANNERS, default="model",
+                        help="model: a chat model writes the plan (rule-based plan when its "
+                             "answer is unusable, counted plan_fallback); rules: the rule-based "
+                             "plan from gripper events and motion runs, no model (offline)")
     parser.add_argument("--planner-model",
                         help="chat model for the plan (default: the captioner model, text only); "
                              "with --planner-endpoint, the served model's name")
@@ -398,6 +416,7 @@ def stage_from_args(args: argparse.Namespace, config: DatasetConfig) -> Reasonin
             objects_batch_size=args.objects_batch_size, planner_model=args.planner_model,
             planner_endpoint=args.planner_endpoint, planner_token_env=args.planner_token_env,
             planner_timeout=args.planner_timeout, planner_retries=args.planner_retries,
-            planner_max_new_tokens=args.planner_max_new_tokens, device=args.reasoning_device)
+            planner_max_new_tokens=args.planner_max_new_tokens, planner=args.planner,
+            device=args.reasoning_device)
     except ValueError as exc:
         raise ConfigError(f"reasoning stage ({config.name}): {exc}") from exc

@@ -254,6 +254,12 @@ class TraceStage(Stage):
                                            self.cotracker_offline_max_frames,
                                            self.trust_cotracker_code))
 
+    offline = "--localizer projection (calibrated camera) or --localizer manual --manual-points FILE"
+
+    def models(self) -> dict[str, Any]:
+        return {"--pointing-model": self.pointing_model} \
+            if self.localizer_name in ("pointing", "fit") else {}
+
     def options(self) -> dict[str, Any]:
         """Localizer and tracker with their models or files (manual points are parsed here)."""
         out: dict[str, Any] = {"localizer": self.localizer_name, "tracker": self.tracker_name,

@@ -28,6 +28,7 @@ import armdata
 from armdata.pipeline import resume
 from armdata.pipeline.sinks import storage
 from armdata.errors import BuildError, BuildFailed, UsageError
+from armdata.models.hub import check_models
 from armdata.pipeline.sources.features import check_config_keys
 from armdata.schemas.config import DatasetConfig, load_config
 from armdata.pipeline.sinks.finalize import REJECTED_PATH, manifest_text
@@ -228,8 +229,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     if is_lerobot(args.source):
         plan = plan_lerobot(args.source, args.split, args.max_episodes)
     else:
-        check_config_keys(config, args.source)
         plan = plan_source(args.source, args.split, args.max_episodes, strict=args.strict)
+        check_config_keys(config, args.source)   # after: a wrong --source is one line
     if plan.num_episodes == 0:
         raise BuildError(f"split {args.split!r} of {args.source} selects no episode")
     stats = None
@@ -239,6 +240,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise BuildError(f"--stats {args.stats}: {exc}") from exc
     stages = make_stages(args, config, names)
+    check_models({flag: name for stage in stages for flag, name in stage.models().items()},
+                 "; ".join(f"{s.name}: {s.offline}" for s in stages if s.models()))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "armdata_version": armdata.__version__,

@@ -4,11 +4,14 @@
 2. without `--vqvae`: train a depth VQ-VAE (the MolmoAct architecture) on the dataset's own sensor
    depth maps, since the published checkpoint cannot be downloaded offline;
 3. build with every stage: actions, depth (sensor depth → VQ-VAE codes), trace (projection
-   localizer + the default `affine` tracker guided by the state);
+   localizer + the default `affine` tracker guided by the state), reasoning with the parts that
+   need no model weights (motion, and the plan from `--planner rules`; captions and objects need
+   Hub weights, so they are off);
 4. inspect the result, report the tracker's error against the synthetic ground truth and write
    `preview` strips of one episode;
 5. train a tiny random-weight VLM (real Qwen2 tokenizer) for a few steps on the built shards and
-   run `predict` on one frame: the trainer's whole path, not a useful model.
+   run `predict` on one frame: the trainer's whole path, not a useful model;
+6. write `armdata view`'s static site of the dataset.
 Everything stays in `--workdir` (default ./armdata-demo) for the user to open.
 """
 from __future__ import annotations
@@ -144,9 +147,16 @@ def train_and_predict(work: Path, output: Path, steps: int) -> int:
                         columns=["image", "instruction"]).slice(0, 1).to_pylist()[0]
     image = work / "frame.jpg"
     image.write_bytes(image_bytes(row["image"]))
-    print(f"[demo] predict on one frame ({row['instruction']!r}):")
+    print(f"[demo] predict on one frame ({row['instruction']!r}); random weights, {steps} "
+          f"steps: expect noise")
     return main(["predict", "--model", str(run_dir / "model"), "--image", str(image),
-                 "--instruction", row["instruction"], "--json"])
+                 "--instruction", row["instruction"]])
+
+
+def reasoning_line(output: Path) -> str:
+    """The composed `reasoning` text of one row in the middle of the first shard."""
+    table = pq.read_table(sorted((output / "data").glob("*.parquet"))[0], columns=["reasoning"])
+    return table.column(0)[table.num_rows // 2].as_py()
 
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
@@ -156,6 +166,12 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     def main(argv: list[str]) -> int:   # the same logging for every step
         return cli_main((["--verbose"] if args.verbose else []) + argv)
 
+    for name in ("episodes", "steps", "size", "vqvae_epochs"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got "
+                             f"{getattr(args, name)}")
+    if args.train_steps < 0:
+        raise UsageError(f"--train-steps must be 0 (skip) or more, got {args.train_steps}")
     start = time.perf_counter()
     work = Path(args.workdir).resolve()
     prepare_workdir(work)
@@ -179,12 +195,16 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     output = work / "output"
     code = main(["build", "--config", "armdata_demo", "--source", str(source),
                  "--output", str(output), "--overwrite", "--num-shards", "2",
-                 "--stages", "actions,depth,trace",
+                 "--stages", "actions,depth,trace,reasoning",
                  "--depth-source", "sensor", "--vqvae", vqvae, "--store-depth",
-                 "--localizer", "projection", *(beam_args or [])])
+                 "--localizer", "projection", "--reasoning-parts", "motion,plan",
+                 "--planner", "rules", *(beam_args or [])])
     if code != 0:
         return code
     print(f"[demo] built {output}")
+    print("[demo] reasoning: motion and the rule-based plan (--planner rules); captions and "
+          "objects are off (their models' weights come from the Hub)")
+    print(f"[demo] one row's reasoning: {reasoning_line(output)}")
     code = main(["inspect", str(output), "--rows", "2"])
     err = trace_report(output, args.steps, args.size)
     print("[demo] tracker vs ground truth: " + ", ".join(
@@ -200,7 +220,8 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
         return 1
     print(f"[demo] done in {time.perf_counter() - start:.0f}s; everything is in {work}: "
           f"output/ (the dataset, README.md is its card), preview/ (one PNG per step of an "
-          f"episode: frame + trace | depth | decoded depth tokens), source/ (the input), "
-          f"train/ (the tiny model trained on it)")
+          f"episode: frame + trace | depth | decoded depth tokens), view/ (the dataset's site), "
+          f"source/ (the input), vqvae/ (the depth tokenizer), tiny_vlm/ (a random-weight VLM: "
+          f"an offline --model for train/predict), train/ (the run trained from it)")
     print(f"[demo] open the view of the dataset: {work / 'view' / 'index.html'}")
     return code

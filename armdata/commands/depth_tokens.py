@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -16,7 +17,7 @@ from PIL import Image
 
 from armdata.models.depth_anything import depth_to_u8, estimate_depth, load_depth_model
 from armdata.models.device import DEVICE_CHOICES, resolve_device
-from armdata.models.hub import DEFAULT_DEPTH_MODEL
+from armdata.models.hub import DEFAULT_DEPTH_MODEL, VQVAE_FILE, VQVAE_REPO, check_models
 from armdata.models.vqvae import load_vqvae, vqvae_input
 from armdata.errors import UsageError
 from armdata.schemas.output import depth_text
@@ -37,6 +38,16 @@ def read_image(path: str) -> tuple[str, np.ndarray]:
             return "rgb", np.array(img.convert("RGB"))
     except OSError as exc:
         raise ValueError(f"cannot read image: {exc}") from exc
+
+
+def read_kind(path: str) -> str | None:
+    """"depth_map" or "rgb" from the image's header; None when it is no readable image (its
+    error is reported with the results)."""
+    try:
+        with Image.open(path) as img:
+            return "depth_map" if img.mode == "L" else "rgb"
+    except OSError:
+        return None
 
 
 def tokenize_files(files: list[str], vqvae_path: str | None, depth_model: str,
@@ -88,6 +99,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    missing = [f for f in args.files if not os.path.isfile(f)]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
+    models: dict[str, Any] = {} if args.vqvae else {"--vqvae": (VQVAE_REPO, VQVAE_FILE)}
+    if any(read_kind(f) == "rgb" for f in args.files):
+        models["--depth-model"] = args.depth_model
+    check_models(models, "pass --vqvae PATH (e.g. armdata-demo/vqvae/vqvae.pt written by "
+                         "`armdata demo`) and 8-bit depth maps instead of RGB images")
     try:
         device = resolve_device(args.device, "depth-tokens")
         results = tokenize_files(args.files, args.vqvae, args.depth_model, device)

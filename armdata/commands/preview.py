@@ -152,13 +152,15 @@ def strip(row: dict[str, Any], decoded: np.ndarray | None, height: int) -> Image
 
 
 def write_preview(output: Path, episode_id: str, out_dir: Path, vqvae: str | None,
-                  device: torch.device, height: int) -> list[Path]:
+                  device: str, height: int) -> list[Path]:
+    """One strip per step of the episode; `device` (a --device choice) is resolved only when
+    there are depth tokens to decode, after the episode was found."""
     rows = read_episode(output, episode_id)
     if not any(r.get("depth_png") for r in rows):
         log.info("no depth_png stored (build with --store-depth): depth panel omitted")
     decoded = {}
     if vqvae:
-        decoded = decode_codes(rows, vqvae, device)
+        decoded = decode_codes(rows, vqvae, resolve_device(device, "preview"))
         if not decoded:
             log.info("no depth_codes in this episode: decoded-depth panel omitted")
     else:
@@ -190,10 +192,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.height < 16:
+        raise UsageError(f"--height must be at least 16 pixels, got {args.height}")
     try:
-        device = resolve_device(args.device, "preview")
         paths = write_preview(Path(args.output), args.episode, Path(args.out), args.vqvae,
-                              device, args.height)
+                              args.device, args.height)
     except (RuntimeError, FileNotFoundError, ValueError) as exc:   # PreviewError, models
         raise UsageError(str(exc)) from exc
     print(f"wrote {len(paths)} strips to {args.out}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
@@ -26,20 +27,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
+# What train and predict can load without the network.
+OFFLINE_MODEL = ("pass a local model directory as --model, e.g. armdata-demo/tiny_vlm (written by "
+                 "`armdata demo`)")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from armdata.errors import UsageError
+    from armdata.models.hub import check_models
+    from armdata.trainer.data import list_shards
     from armdata.trainer.mixtures import data_specs
     from armdata.trainer.train import main
 
-    try:
-        data_specs(args)   # a wrong --data/--mixture is one line, before any model loads
-    except ValueError as exc:
+    try:   # a wrong --data/--mixture is one line, before any model loads
+        for path, _ in data_specs(args)[0]:
+            list_shards(path)
+    except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from exc
-
+    check_models({"--model": args.model}, OFFLINE_MODEL)
     return main(args=args)
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from armdata.errors import UsageError
+    from armdata.models.hub import check_models
     from armdata.trainer.predict import run
 
+    for flag, path in (("--image", args.image), ("--wrist-image", args.wrist_image),
+                       ("--stats", args.stats)):
+        if path is not None and not os.path.isfile(path):
+            raise UsageError(f"{flag} {path}: no such file")
+    check_models({"--model": args.model}, OFFLINE_MODEL)
     return run(args)

@@ -220,10 +220,10 @@ def load_resume_state(path: Path, model: VQVAE, device: str) -> dict:
 
 def train(args: argparse.Namespace) -> list[dict[str, float]]:
     """Train, checkpointing every epoch; returns the metrics of the epochs run."""
-    device = resolve_device(args.device, "VQ-VAE training")
     source = open_source(args.source)
     if source.num_maps == 0:
         raise TrainError(f"{args.source}: no depth maps (all depth_png values are null)")
+    device = resolve_device(args.device, "VQ-VAE training")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
