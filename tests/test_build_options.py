@@ -46,8 +46,10 @@ def test_small_actions_build_runs_in_process_unless_beam_options_say_otherwise()
     assert isinstance(make_runner(beam_options([], in_process=True)), FnApiRunner)
     assert direct(["--direct_num_workers=2"]) == ("multi_processing", 2)
     assert direct(["--direct_running_mode=multi_processing"])[0] == "multi_processing"
-    flink = beam_options(["--runner=FlinkRunner"], in_process=True)
-    assert make_runner(flink) is None and flink.view_as(StandardOptions).runner == "FlinkRunner"
+    for runner in ("FlinkRunner", "PortableRunner"):   # other runners get what they got before
+        other = beam_options([f"--runner={runner}"], in_process=True)
+        assert make_runner(other) is None
+        assert other.get_all_options() == beam_options([f"--runner={runner}"]).get_all_options()
 
 
 def test_stages_are_ordered_and_checked():

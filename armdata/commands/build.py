@@ -128,12 +128,14 @@ def runs_in_process(manifest: dict[str, Any]) -> bool:
 
 def beam_options(beam_args: list[str], in_process: bool = False) -> PipelineOptions:
     """Beam options from the pass-through arguments; locally: DirectRunner semantics on all cores,
-    or with `in_process` in this process alone, unless the arguments name either."""
+    or with `in_process` (DirectRunner only) in this process alone, unless the arguments name
+    either."""
     args = list(beam_args)
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
     named = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in args)
-    mode, workers = (("in_memory", 1) if in_process and not named
+    direct = PipelineOptions(args).view_as(StandardOptions).runner == "DirectRunner"
+    mode, workers = (("in_memory", 1) if in_process and direct and not named
                      else ("multi_processing", os.cpu_count() or 1))
     if not any(a.startswith("--direct_running_mode") for a in args):
         args.append(f"--direct_running_mode={mode}")
