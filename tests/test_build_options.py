@@ -6,7 +6,8 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 
-from armdata.commands.build import beam_options, make_runner, parse_stages
+from armdata.commands.build import IN_PROCESS_MAX_EPISODES, beam_options, make_runner, \
+    parse_stages, runs_in_process
 
 
 def test_dataflow_arguments_pass_through():
@@ -27,6 +28,28 @@ def test_local_default_is_multiprocessing_on_all_cores():
     assert isinstance(make_runner(opts), FnApiRunner)
     kept = beam_options(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     assert kept.view_as(DirectOptions).direct_running_mode == "in_memory"
+
+
+def test_small_actions_build_runs_in_process_unless_beam_options_say_otherwise():
+    def manifest(stages: list[str], episodes: int) -> dict:
+        return {"stages": stages, "source": {"episodes_planned": episodes}}
+
+    assert runs_in_process(manifest(["actions"], IN_PROCESS_MAX_EPISODES))
+    assert not runs_in_process(manifest(["actions"], IN_PROCESS_MAX_EPISODES + 1))
+    assert not runs_in_process(manifest(["actions", "depth"], 1))   # model stages: not measured
+
+    def direct(args: list[str]) -> tuple[str, int]:
+        d = beam_options(args, in_process=True).view_as(DirectOptions)
+        return d.direct_running_mode, d.direct_num_workers
+
+    assert direct([]) == ("in_memory", 1)
+    assert isinstance(make_runner(beam_options([], in_process=True)), FnApiRunner)
+    assert direct(["--direct_num_workers=2"]) == ("multi_processing", 2)
+    assert direct(["--direct_running_mode=multi_processing"])[0] == "multi_processing"
+    for runner in ("FlinkRunner", "PortableRunner"):   # other runners get what they got before
+        other = beam_options([f"--runner={runner}"], in_process=True)
+        assert make_runner(other) is None
+        assert other.get_all_options() == beam_options([f"--runner={runner}"]).get_all_options()
 
 
 def test_stages_are_ordered_and_checked():

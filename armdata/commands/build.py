@@ -49,6 +49,9 @@ STAGE_MODULES = {"depth": "armdata.transforms.depth", "trace": "armdata.transfor
 
 
 FAILED_SUFFIX = ".armdata-failed"   # beside the output: what a build that was not published found
+# A local actions-only build of at most this many episodes runs in the launcher's process unless
+# Beam options say otherwise (`runs_in_process`); measured on 2 cores, see README "Benchmarks".
+IN_PROCESS_MAX_EPISODES = 150
 
 
 def stage_module(name: str) -> Any:
@@ -116,15 +119,29 @@ def unknown_beam_args(beam_args: list[str]) -> tuple[list[str], list[str]]:
     return unknown, sorted(parser._option_string_actions)
 
 
-def beam_options(beam_args: list[str]) -> PipelineOptions:
-    """Beam options from the pass-through arguments; locally: DirectRunner semantics on all cores."""
+def runs_in_process(manifest: dict[str, Any]) -> bool:
+    """Whether a local build without Beam worker options runs in the launcher's process: an
+    actions-only build of at most IN_PROCESS_MAX_EPISODES planned episodes, for which starting
+    worker processes costs more than they save (README "Benchmarks")."""
+    return (manifest["stages"] == ["actions"]
+            and manifest["source"]["episodes_planned"] <= IN_PROCESS_MAX_EPISODES)
+
+
+def beam_options(beam_args: list[str], in_process: bool = False) -> PipelineOptions:
+    """Beam options from the pass-through arguments; locally: DirectRunner semantics on all cores,
+    or with `in_process` (DirectRunner only) in this process alone, unless the arguments name
+    either."""
     args = list(beam_args)
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
+    named = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in args)
+    direct = PipelineOptions(args).view_as(StandardOptions).runner == "DirectRunner"
+    mode, workers = (("in_memory", 1) if in_process and direct and not named
+                     else ("multi_processing", os.cpu_count() or 1))
     if not any(a.startswith("--direct_running_mode") for a in args):
-        args.append("--direct_running_mode=multi_processing")
+        args.append(f"--direct_running_mode={mode}")
     if not any(a.startswith("--direct_num_workers") for a in args):
-        args.append(f"--direct_num_workers={os.cpu_count() or 1}")
+        args.append(f"--direct_num_workers={workers}")
     return PipelineOptions(args)
 
 
@@ -295,7 +312,7 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
         log.info("building %s episodes of %s into %s (staging %s, work %s)",
                  ready["plan"].num_episodes, ready["plan"].builder_name, args.output, staging, work)
         try:
-            options = beam_options(beam_args or [])
+            options = beam_options(beam_args or [], runs_in_process(ready["manifest"]))
             p = beam.Pipeline(runner=make_runner(options), options=options)
             build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
                         ready["stats"], args.num_shards, args.min_shards, ready["manifest"],
