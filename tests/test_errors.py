@@ -182,7 +182,7 @@ def test_verbose_flag_sets_debug_logging(tmp_path, capsys):
 
 
 def test_help_prints_no_library_warning():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ)
     done = subprocess.run([sys.executable, "-m", "armdata.cli", "--help"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "usage: armdata" in done.stdout
@@ -209,7 +209,7 @@ def test_plain_build_prints_progress_and_summary_only(tmp_path):
     """A real multi-process build: workers start through armdata.beam_worker, quietly."""
     source = write_synthetic_rlds(tmp_path / "src", num_episodes=4, num_steps=3,
                                   image_size=(16, 16), seed=2, num_shards=2)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     done = subprocess.run([sys.executable, "-m", "armdata.cli", "build", "--config",
                            "armdata_demo", "--source", str(source), "--output",

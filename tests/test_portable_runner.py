@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, build
+from tests.conftest import build
 
 TIMEOUT_S = 480
 
@@ -50,11 +50,13 @@ def test_portable_runner_matches_direct(bridge_dir: Path, tmp_path: Path) -> Non
     assert build(*args, "--output", direct) == 0
     print(f"direct build (in-process): {time.monotonic() - started:.1f} s")
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
-        "PYTHONPATH", "")]))
+    # Workers import the installed armdata, as on a cluster; the pool starts them as `python` from
+    # PATH, so that must be this interpreter (a virtual environment's too).
+    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable),
+                                                 os.environ.get("PATH", "")]))
     port = free_port()
     pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                             f"--service_port={port}"], env=env, cwd=REPO,
+                             f"--service_port={port}"], env=env, cwd=tmp_path,
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     portable = tmp_path / "portable"
@@ -65,7 +67,7 @@ def test_portable_runner_matches_direct(bridge_dir: Path, tmp_path: Path) -> Non
             [sys.executable, "-m", "armdata.cli", "build", *args, "--output", str(portable),
              "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
              f"--environment_config=127.0.0.1:{port}"],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S)
         print(f"portable build: {time.monotonic() - started:.1f} s")
         assert done.returncode == 0, done.stderr[-3000:]
     finally:

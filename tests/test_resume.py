@@ -19,7 +19,7 @@ import pytest
 from armdata.pipeline import resume
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.episode import Rejection
-from tests.conftest import REPO, LOCAL_BEAM, build, build_killed_while_writing
+from tests.conftest import LOCAL_BEAM, build, build_killed_while_writing
 from armdata.testing.tiny_models import make_tiny_vqvae
 
 EPISODES, STEPS = 10, 6
@@ -119,7 +119,7 @@ def test_killed_twice_then_rerun_is_identical_and_reuses_finished_episodes(comma
                                                                            tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-c", SLOW_CLI, "build", *command, "--output", str(out), *LOCAL_BEAM]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
     finished = (tmp_path, out.name + resume.WORK_MARK + "*/episodes/*/*.json")
 
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

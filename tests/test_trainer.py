@@ -287,7 +287,7 @@ def test_ddp_two_processes_equal_one(built, tiny, tmp_path):
     common = ["--data", str(built), "--model", str(tiny), *SMALL, "--micro-batch", "1",
               "--lr", "1e-3", "--warmup", "1", "--log-every", "1", "--max-steps", "3",
               "--eval-every", "100", "--holdout-shards", "0", "--device", "cpu"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                     "-m", "armdata.trainer.train", *common, "--workers", "1", "--out", str(tmp_path / "ddp")],
                    check=True, env=env, cwd=REPO, timeout=900)
