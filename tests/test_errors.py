@@ -166,7 +166,7 @@ def test_unreadable_model_config_is_one_line(tmp_path, capsys):
 def test_verbose_flag_sets_debug_logging(tmp_path, capsys):
     assert armdata("-v", "inspect", tmp_path) == 2
     assert logging.getLogger().level == logging.DEBUG
-    logging.getLogger("pipeline.test").debug("debug line")
+    logging.getLogger("armdata.pipeline.test").debug("debug line")
     logging.getLogger("absl").info("absl line")
     err = capsys.readouterr().err
     assert "debug line" in err and "absl line" in err
@@ -176,7 +176,7 @@ def test_verbose_flag_sets_debug_logging(tmp_path, capsys):
     assert logging.getLogger().level == logging.INFO
     logging.getLogger("absl").warning("absl noise")
     logging.getLogger("tensorflow").warning("tf noise")
-    logging.getLogger("pipeline.test").info("our info")
+    logging.getLogger("armdata.pipeline.test").info("our info")
     err = capsys.readouterr().err
     assert "noise" not in err and "our info" in err
 
