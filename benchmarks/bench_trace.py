@@ -115,8 +115,8 @@ def main() -> int:
     except (RuntimeError, ValueError) as exc:   # not loadable, or GitHub code not trusted
         print(f"cotracker3 not measured: {str(exc).splitlines()[0][:160]}")
 
-    from armdata.testing.tiny_pointing import tiny_pointing_model
-    model, processor = tiny_pointing_model()
+    from armdata.testing.tiny_vlm import tiny_vlm
+    model, processor = tiny_vlm("words", hidden=32)
     model = model.to(device)
     one = PointingLocalizer(model, processor, batch_size=1)
     batched = PointingLocalizer(model, processor, batch_size=args.pointing_batch_size)
