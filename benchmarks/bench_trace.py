@@ -17,22 +17,20 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import psutil
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from armdata.models.device import resolve_device  # noqa: E402
-from armdata.models.localizers import Clip, PointingLocalizer, ProjectionLocalizer  # noqa: E402
-from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub  # noqa: E402
-from armdata.schemas.config import ArmConfig, CameraConfig  # noqa: E402
-from armdata.schemas.episode import decode_rgb  # noqa: E402
-from armdata.testing.synthetic_video import make_video, video_episode  # noqa: E402
-from armdata.transforms.trace import localize_and_track, trace_error  # noqa: E402
+from armdata.models.device import resolve_device
+from armdata.models.localizers import Clip, PointingLocalizer, ProjectionLocalizer
+from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub
+from armdata.schemas.config import ArmConfig, CameraConfig
+from armdata.schemas.episode import decode_rgb
+from armdata.testing.synthetic_video import make_video, video_episode
+from armdata.transforms.trace import localize_and_track, trace_error
 
 CAMERA = CameraConfig("episode_metadata/camera_intrinsics", "episode_metadata/camera_extrinsics")
 ARM = ArmConfig()
