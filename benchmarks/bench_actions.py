@@ -31,7 +31,6 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 NAIVE_SCRIPT = r'''
 import sys

@@ -8,17 +8,14 @@ a time with the same models in the same run. Prints frames/s, peak memory and th
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import psutil
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
 from armdata.models.device import resolve_device
 from armdata.models.vqvae import VQVAE

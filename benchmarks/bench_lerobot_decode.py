@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, decode_video, plan_lerobot  # noqa: E402
-from armdata.testing import lerobot_data  # noqa: E402
+from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, decode_video, plan_lerobot
+from armdata.testing import lerobot_data
 
 KEY = "observation.images.image"
 

@@ -21,23 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+SHARED = Path(__file__).resolve().parents[2] / "shared"   # the repository's sibling, as in tests
 
 
 def prepare(work: Path) -> tuple[Path, Path]:
+    from armdata.cli import main
     from armdata.testing.synthetic import write_synthetic_rlds
-    from tests.conftest import SHARED, build
     from armdata.testing.tiny_vlm import save_tiny_vlm
 
     src = write_synthetic_rlds(work / "src", num_episodes=12, num_steps=20, image_size=(128, 128),
                                seed=1)
     out = work / "out"
-    if build("--config", "armdata_demo", "--source", src, "--output", out, "--stages",
-             "actions,depth,trace", "--depth-source", "sensor", "--vqvae",
-             SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt", "--localizer", "projection",
-             "--tracker", "lk", "--depth-device", "cpu", "--trace-device", "cpu",
-             "--num-shards", "4") != 0:
+    args = ("build", "--config", "armdata_demo", "--source", src, "--output", out, "--stages",
+            "actions,depth,trace", "--depth-source", "sensor", "--vqvae",
+            SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt", "--localizer", "projection",
+            "--tracker", "lk", "--depth-device", "cpu", "--trace-device", "cpu",
+            "--num-shards", "4", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+    if main([str(a) for a in args]) != 0:
         raise SystemExit("build failed")
     return out, save_tiny_vlm(work / "tiny")
 
@@ -79,7 +79,6 @@ def hf_datasets(data: Path, formatter, rows: int, buffer: int) -> float:
 
 MEMORY_CHILD = """
 import resource, sys, io
-sys.path.insert(0, {repo!r})
 from PIL import Image
 from armdata.trainer.data import RowStream, open_source, split_units
 from armdata.trainer.samples import read_image
@@ -92,7 +91,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, source.rows)
 
 
 def peak_rss(data: Path, groups: int) -> tuple[float, int]:
-    code = MEMORY_CHILD.format(repo=str(REPO), data=str(data), groups=groups)
+    code = MEMORY_CHILD.format(data=str(data), groups=groups)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     mb, rows = out.stdout.split()
     return float(mb), int(rows)

@@ -21,14 +21,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from armdata.models.device import resolve_device  # noqa: E402
-from armdata.schemas.config import MotionConfig  # noqa: E402
-from armdata.schemas.episode import Episode, Step, encode_jpeg  # noqa: E402
-from armdata.testing.tiny_reasoning import save_tiny_chat_vlm, save_tiny_detector  # noqa: E402
-from armdata.transforms.motion import episode_motions  # noqa: E402
-from armdata.transforms.reasoning import ReasoningStage  # noqa: E402
+from armdata.models.device import resolve_device
+from armdata.schemas.config import MotionConfig
+from armdata.schemas.episode import Episode, Step, encode_jpeg
+from armdata.testing.tiny_reasoning import save_tiny_chat_vlm, save_tiny_detector
+from armdata.transforms.motion import episode_motions
+from armdata.transforms.reasoning import ReasoningStage
 
 
 def make_episodes(num: int, steps: int, size: int = 64, seed: int = 0) -> list[Episode]:

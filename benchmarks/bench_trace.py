@@ -17,22 +17,20 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import psutil
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from armdata.models.device import resolve_device  # noqa: E402
-from armdata.models.localizers import Clip, PointingLocalizer, ProjectionLocalizer  # noqa: E402
-from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub  # noqa: E402
-from armdata.schemas.config import ArmConfig, CameraConfig  # noqa: E402
-from armdata.schemas.episode import decode_rgb  # noqa: E402
-from armdata.testing.synthetic_video import make_video, video_episode  # noqa: E402
-from armdata.transforms.trace import localize_and_track, trace_error  # noqa: E402
+from armdata.models.device import resolve_device
+from armdata.models.localizers import Clip, PointingLocalizer, ProjectionLocalizer
+from armdata.models.trackers import AffineTracker, LKTracker, cotracker_from_hub
+from armdata.schemas.config import ArmConfig, CameraConfig
+from armdata.schemas.episode import decode_rgb
+from armdata.testing.synthetic_video import make_video, video_episode
+from armdata.transforms.trace import localize_and_track, trace_error
 
 CAMERA = CameraConfig("episode_metadata/camera_intrinsics", "episode_metadata/camera_extrinsics")
 ARM = ArmConfig()
@@ -115,8 +113,8 @@ def main() -> int:
     except (RuntimeError, ValueError) as exc:   # not loadable, or GitHub code not trusted
         print(f"cotracker3 not measured: {str(exc).splitlines()[0][:160]}")
 
-    from armdata.testing.tiny_pointing import tiny_pointing_model
-    model, processor = tiny_pointing_model()
+    from armdata.testing.tiny_vlm import tiny_vlm
+    model, processor = tiny_vlm("words", hidden=32)
     model = model.to(device)
     one = PointingLocalizer(model, processor, batch_size=1)
     batched = PointingLocalizer(model, processor, batch_size=args.pointing_batch_size)

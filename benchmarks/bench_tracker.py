@@ -30,11 +30,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from armdata.models.trackers import AffineTracker, LKTracker  # noqa: E402
-from armdata.testing.synthetic_video import make_hard_video, write_frames  # noqa: E402
-from armdata.transforms.trace import tracking_scores  # noqa: E402
+from armdata.models.trackers import AffineTracker, LKTracker
+from armdata.testing.synthetic_video import make_hard_video, write_frames
+from armdata.transforms.trace import tracking_scores
 
 TRACKERS = {"affine": AffineTracker, "lk": LKTracker}
 

@@ -29,7 +29,7 @@ from armdata.pipeline.sinks.finalize import Finalize
 from armdata.pipeline.sources.lerobot import LeRobotPlan, ReadLeRobotEpisode
 from armdata.pipeline.resume import REJECTED, REUSED, FinishEpisode, Pending, ReuseLookup, episodes_dir
 from armdata.pipeline.sources.rlds import REPORTS, ReadShard, SourcePlan, num_source_steps
-from armdata.pipeline.sinks.writer import WriteShard, auto_num_shards, shard_of
+from armdata.pipeline.sinks.writer import GroupByShard, WriteShard, auto_num_shards
 from armdata.schemas.episode import DataError, Rejection
 from armdata.schemas.stats import StatsAccumulator
 from armdata.transforms.base import Stage
@@ -205,14 +205,7 @@ def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: Datase
         shards_pc = p | "GivenShardCount" >> beam.Create([num_shards])
     n_shards = AsSingleton(shards_pc)
 
-    keyed = summaries | "AssignShard" >> beam.Map(lambda s, n: (shard_of(s.episode_id, n), s),
-                                                   n_shards)
-    # Every shard index gets a file, even one no episode hashed to, so the set is complete.
-    all_indices = (p | "One" >> beam.Create([None])
-                   | "ShardIndices" >> beam.FlatMap(lambda _, n: [(i, None) for i in range(n)],
-                                                    n_shards))
-    shard_files = ((keyed, all_indices) | "AllShards" >> beam.Flatten()
-                   | "GroupByShard" >> beam.GroupByKey()
+    shard_files = (summaries | "ShardEpisodes" >> GroupByShard(n_shards)
                    | "WriteShards" >> beam.ParDo(WriteShard(staging, config.name), n_shards,
                                                  AsSingleton(stats_pc)))
     counts = read.accounting | "CountInputs" >> beam.CombineGlobally(sum_dicts)

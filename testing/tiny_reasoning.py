@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from armdata.testing.tiny_pointing import tiny_pointing_model
+from armdata.testing.tiny_vlm import tiny_vlm
 
 # Role names, the image and the text of each part, in a plain template the word-level tokenizer
 # of the tiny model can read.
@@ -21,7 +21,7 @@ CHAT_TEMPLATE = (
 
 
 def save_tiny_chat_vlm(path: Path, seed: int = 0) -> Path:
-    model, processor = tiny_pointing_model(seed=seed)
+    model, processor = tiny_vlm("words", hidden=32, seed=seed)
     processor.chat_template = CHAT_TEMPLATE
     model.generation_config.pad_token_id = 0
     model.save_pretrained(path)
@@ -67,7 +67,7 @@ def save_tiny_text_llm(path: Path, seed: int = 0) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from armdata.testing.tiny_pointing import WORDS
+    from armdata.testing.tiny_vlm import WORDS
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

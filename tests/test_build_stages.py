@@ -190,9 +190,9 @@ def test_bridge_traces(bridge_built, bridge_ids):
 # --- Bridge: a pointing VLM that finds nothing ---------------------------------------------------
 
 def test_bridge_pointing_finds_nothing_gives_counted_null_traces(bridge_dir, tmp_path):
-    from armdata.testing.tiny_pointing import tiny_pointing_model
+    from armdata.testing.tiny_vlm import tiny_vlm
 
-    model, processor = tiny_pointing_model()
+    model, processor = tiny_vlm("words", hidden=32)
     model.save_pretrained(tmp_path / "vlm")
     processor.save_pretrained(tmp_path / "vlm")
     out = tmp_path / "out"

@@ -140,9 +140,9 @@ def one_torch_thread():
 
 def test_pointing_localizer_with_tiny_vlm_batches_like_single_calls(one_torch_thread):
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    from armdata.testing.tiny_pointing import tiny_pointing_model
+    from armdata.testing.tiny_vlm import tiny_vlm
 
-    model, processor = tiny_pointing_model()
+    model, processor = tiny_vlm("words", hidden=32)
     frames = np.random.default_rng(0).integers(0, 255, (5, 64, 80, 3), dtype=np.uint8)
     batched = generate_answers(model, processor, frames, "point to the robot gripper .", 8)
     single = [generate_answers(model, processor, frames[i:i + 1], "point to the robot gripper .",

@@ -335,6 +335,7 @@ def test_magic_soup_is_octos_list():
             f"gs://gresearch/robotics/{name}/{DATASETS[name][0]}"
 
 
+@pytest.mark.e2e   # 25 in-process builds: a whole command each
 @pytest.mark.parametrize("name", MAGIC_SOUP)
 def test_mock_builds_with_published_actions(name, mocks, tmp_path):
     directory, episodes = mocks[name]

@@ -1,6 +1,7 @@
 """The bundled trainer on a small built synthetic dataset and a tiny random-weight VLM (LLaVA
-architecture, real Qwen2 tokenizer built offline): loader splitting, mixture, resume and bad rows;
-the sample format's round trip; overfitting + predict; exact resume; DDP (slow)."""
+architecture, a byte-level vocabulary; the answer round trip also on the real Qwen2 tokenizer built
+offline, which the demo trains with): loader splitting, mixture, resume and bad rows; the sample
+format's round trip; overfitting + predict; exact resume; DDP (slow)."""
 from __future__ import annotations
 
 import hashlib
@@ -28,10 +29,10 @@ from armdata.trainer.samples import IGNORE, Formatter, SampleOptions
 from armdata.testing.tiny_vlm import save_tiny_vlm
 from armdata.trainer.tokens import DEPTH_TOKENS, add_answer_tokens
 from armdata.trainer.train import lr_factor
-from armdata.transforms.actions import decode
+from armdata.transforms.actions import VOCAB_SIZE, decode
 
 VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"
-# The cheapest answer (no depth, no trace, one step): the 150k-token softmax dominates a CPU step.
+# The cheapest answer (no depth, no trace, one step).
 SMALL = ["--parts", "none", "--no-chunk"]
 
 
@@ -51,16 +52,28 @@ def built(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return save_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm") / "model")
+    """Trainer mechanics: a byte-level vocabulary keeps the softmax (and a CPU step) small."""
+    return save_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm") / "model", vocab="bytes")
+
+
+def load_with_tables(model_dir: Path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    return processor, add_answer_tokens(processor.tokenizer, model), model
 
 
 @pytest.fixture(scope="module")
 def processor_tables(tiny):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    return load_with_tables(tiny)
 
-    processor = AutoProcessor.from_pretrained(tiny)
-    model = AutoModelForImageTextToText.from_pretrained(tiny)
-    return processor, add_answer_tokens(processor.tokenizer, model), model
+
+@pytest.fixture(scope="module")
+def qwen2_tables(tmp_path_factory):
+    """The real Qwen2 vocabulary: action bins are its ids 151643 - bin (SPEC §4)."""
+    return load_with_tables(save_tiny_vlm(tmp_path_factory.mktemp("qwen2_vlm") / "model",
+                                          vocab="qwen2"))
 
 
 def table(root: Path) -> pa.Table:
@@ -184,9 +197,10 @@ def test_corrupt_jpeg_skipped_and_counted_and_image_struct(built, tmp_path, proc
 
 # --- samples -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", ["ids", "text"])
-def test_answer_round_trip(built, processor_tables, fmt):
-    processor, tables, model = processor_tables
+@pytest.mark.parametrize("fmt,vocab", [("ids", "bytes"), ("text", "bytes"), ("ids", "qwen2")])
+def test_answer_round_trip(built, request, fmt, vocab):
+    processor, tables, model = request.getfixturevalue(
+        "qwen2_tables" if vocab == "qwen2" else "processor_tables")
     row = table(built).slice(5, 1).to_pylist()[0]
     assert row["depth_codes"] and row["trace"]
     sample = Formatter(processor, tables, SampleOptions(action_format=fmt))(
@@ -194,6 +208,8 @@ def test_answer_round_trip(built, processor_tables, fmt):
     answer = sample["labels"][sample["labels"] != IGNORE].tolist()
     if fmt == "ids":   # one id per action bin (SPEC §4), not 2-4 BPE pieces
         assert sum(1 for i in answer if i in set(tables["action"])) == 56
+    if vocab == "qwen2":
+        assert tables["action"][:2] == [VOCAB_SIZE - 1, VOCAB_SIZE - 2]
     parsed = parse_answer(answer_text(answer, processor.tokenizer, tables))
     assert parsed["depth_codes"] == list(row["depth_codes"])
     assert parsed["traces"] == [row["trace"]]
@@ -219,7 +235,7 @@ def test_no_embedding_shrink(tiny):
     model.resize_token_embeddings(len(processor.tokenizer) + 500)
     rows = model.get_input_embeddings().weight.shape[0]
     add_answer_tokens(processor.tokenizer, model)
-    assert model.get_input_embeddings().weight.shape[0] == rows   # 130 new ids fit: kept
+    assert model.get_input_embeddings().weight.shape[0] == rows   # 386 new ids fit: kept
 
 
 def test_lr_schedule():

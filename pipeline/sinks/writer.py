@@ -44,6 +44,25 @@ def shard_of(episode_id: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
+class GroupByShard(beam.PTransform):
+    """Episode summaries → (shard index, summaries) for every index below the shard count (a side
+    input), an index no episode hashed to included (holding only None), so that every shard
+    index gets a file and the set is complete."""
+
+    def __init__(self, num_shards: Any) -> None:
+        super().__init__()
+        self.num_shards = num_shards
+
+    def expand(self, summaries: beam.PCollection) -> beam.PCollection:
+        keyed = summaries | "AssignShard" >> beam.Map(
+            lambda s, n: (shard_of(s.episode_id, n), s), self.num_shards)
+        all_indices = (summaries.pipeline | "One" >> beam.Create([None])
+                       | "ShardIndices" >> beam.FlatMap(lambda _, n: [(i, None) for i in range(n)],
+                                                        self.num_shards))
+        return ((keyed, all_indices) | "AllShards" >> beam.Flatten()
+                | "GroupByShard" >> beam.GroupByKey())
+
+
 def shard_path(index: int, num_shards: int) -> str:
     return f"data/train-{index:05d}-of-{num_shards:05d}.parquet"
 

@@ -1,0 +1,98 @@
+"""Parts of the build graph run by Beam's TestPipeline on in-memory episodes: the generic stage
+DoFn (results, rejections, batches, pass-through), the statistics combine and the shard
+assignment, each checked with `assert_that`."""
+from __future__ import annotations
+
+import copy
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.pvalue import AsSingleton
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from armdata.pipeline.graph import CombineStats, RunStage
+from armdata.pipeline.resume import Pending
+from armdata.pipeline.sinks.writer import EpisodeSummary, GroupByShard, shard_of
+from armdata.schemas.episode import DataError, Episode, Step
+from armdata.transforms.base import Stage
+
+
+def episode(name: str, steps: int) -> Episode:
+    rng = np.random.default_rng(len(name) + steps)
+    return Episode("toy", f"toy/{name}", steps, [
+        Step(i, b"", rng.normal(size=7).astype(np.float32), np.zeros(2, np.float32), "go")
+        for i in range(steps)])
+
+
+class DropOddSteps(Stage):
+    """Drops odd source steps; an episode named 'bad' is bad data as a whole."""
+    name = "drop_odd"
+
+    def __init__(self, batch: int = 1) -> None:
+        super().__init__()
+        self.batch_episodes = batch
+
+    def process(self, ep: Episode) -> tuple[Episode | None, list]:
+        if ep.episode_id.endswith("bad"):
+            raise DataError("bad episode")
+        self.count("episodes")
+        ep = copy.copy(ep)   # a batch retried one by one after a DataError sees the input again
+        rejections = ep.drop_steps({i: "odd" for i, s in enumerate(ep.steps) if s.index % 2},
+                                   self.name)
+        return (ep if ep.steps else None), rejections
+
+
+def outcome(p: Pending) -> tuple:
+    steps = None if p.episode is None else [s.index for s in p.episode.steps]
+    return p.episode_id, steps, sorted((r.step, r.reason) for r in p.rejections)
+
+
+def test_run_stage_keeps_results_rejections_and_passes_rejected_through():
+    inputs = [Pending("toy/a", episode("a", 4)), Pending("toy/b", episode("b", 1)),
+              Pending("toy/bad", episode("bad", 2)), Pending("toy/gone", None, [])]
+    expected = [("toy/a", [0, 2], [(1, "odd"), (3, "odd")]), ("toy/b", [0], []),
+                ("toy/bad", None, [(None, "bad episode")]), ("toy/gone", None, [])]
+    for batch in (1, 3):   # one by one, and batches that fall back to one by one on bad data
+        with test_pipeline.TestPipeline() as p:
+            out = (p | beam.Create(inputs, reshuffle=False)
+                   | beam.ParDo(RunStage(DropOddSteps(batch))) | beam.Map(outcome))
+            assert_that(out, equal_to(expected))
+
+
+def summary(ep: Episode) -> EpisodeSummary:
+    return EpisodeSummary(ep.episode_id, "", len(ep.steps), 0, ep.actions(), ep.states())
+
+
+def test_statistics_combine_is_exact_over_every_transition():
+    episodes = [episode(name, n) for name, n in (("a", 5), ("b", 3), ("c", 8))]
+    actions = np.concatenate([e.actions() for e in episodes]).astype(np.float64)
+    mask = (True,) * 6 + (False,)
+    with test_pipeline.TestPipeline() as p:
+        stats = (p | beam.Create([summary(e) for e in episodes])
+                 | beam.CombineGlobally(CombineStats("toy", mask, 3)))
+
+        def check(result):
+            (got,) = result
+            action = got["toy"]["action"]
+            assert got["toy"]["num_transitions"] == 16 and got["toy"]["num_trajectories"] == 3
+            assert got["toy"]["config_version"] == 3 and action["mask"] == list(mask)
+            assert np.allclose(action["mean"], actions.mean(0))
+            assert np.allclose(action["q99"], np.quantile(actions.astype(np.float32), 0.99, 0))
+            assert action["min"] == actions.min(0).astype(np.float32).tolist()
+
+        assert_that(stats, check)
+
+
+def test_every_shard_index_gets_its_episodes_and_empty_ones_too():
+    ids = [f"toy/{i}" for i in range(12)]
+    shards = 16   # more shards than episodes: some indices get no episode
+    expected = [(i, sorted(e for e in ids if shard_of(e, shards) == i)) for i in range(shards)]
+    assert any(not got for _, got in expected)
+    with test_pipeline.TestPipeline() as p:
+        n = AsSingleton(p | "N" >> beam.Create([shards]))
+        grouped = (p | beam.Create([summary(episode(e.split("/")[1], 1)) for e in ids])
+                   | GroupByShard(n)
+                   | beam.MapTuple(lambda i, items: (i, sorted(s.episode_id for s in items
+                                                               if s is not None))))
+        assert_that(grouped, equal_to(expected))
