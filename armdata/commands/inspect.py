@@ -43,7 +43,7 @@ def row_round_trip(row: dict[str, Any], lookup: dict[str, int]) -> bool:
 
 COLUMNS = ["episode_id", "step", "instruction", "action", "action_normalized", "action_bins",
            "action_tokens", "action_chunk", "action_chunk_bins", "depth_tokens", "trace_text",
-           "gripper_xy", "image_width", "image_height"]
+           "gripper_xy", "image_width", "image_height", "motion", "reasoning"]
 
 
 def shard_rows(path: str) -> Iterator[dict[str, Any]]:
@@ -162,3 +162,7 @@ def print_report(rep: dict[str, Any]) -> None:
             print(f"    depth      {row['depth_tokens'][:80]}...")
         if row["trace_text"]:
             print(f"    trace      {row['trace_text']}  gripper_xy {row['gripper_xy']}")
+        if row["motion"]:
+            print(f"    motion     {row['motion']}")
+        if row["reasoning"]:
+            print(f"    reasoning  {row['reasoning']}")
