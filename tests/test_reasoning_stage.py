@@ -325,7 +325,7 @@ def test_preview_shows_motion_subtask_objects(built, tmp_path):
     args = parser.parse_args(["preview", str(built), "--episode", episode_id, "--out",
                               str(tmp_path), "--device", "cpu", "--height", "128"])
     assert args.func(args) == 0
-    strip = np.asarray(Image.open(sorted(tmp_path.glob("*.png"))[0]))
+    strip = np.asarray(Image.open(sorted(tmp_path.glob("*.png"))[0]))[preview.TITLE_HEIGHT:]
     assert strip.shape[0] == 128 + preview.GAP + 2 * preview.LINE_HEIGHT     # MOVE + SUBTASK
     boxes = (strip[:128] == preview.OBJECT_COLOR).all(axis=-1)
     assert boxes.sum() > 20                                                   # object outlines
