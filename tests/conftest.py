@@ -66,6 +66,7 @@ def bridge_dir() -> Path:
 # Tier of whole test files; any test without a tier marker is `quick`.
 FILE_TIERS = {
     "e2e": {"test_build_bad_input", "test_build_bridge", "test_build_stages", "test_damaged_source",
+            "test_demo_output",
             "test_errors", "test_export", "test_lerobot_source", "test_motion",
             "test_portable_runner", "test_push", "test_reasoning_stage", "test_resume",
             "test_safety", "test_train_vqvae", "test_trainer"},

@@ -7,7 +7,8 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 
 from armdata.commands.build import IN_PROCESS_MAX_EPISODES, beam_options, make_runner, \
-    parse_stages, runs_in_process
+    parse_stages, progress, runs_in_process, summary
+from armdata.wording import count
 
 
 def test_dataflow_arguments_pass_through():
@@ -50,6 +51,22 @@ def test_small_actions_build_runs_in_process_unless_beam_options_say_otherwise()
         other = beam_options([f"--runner={runner}"], in_process=True)
         assert make_runner(other) is None
         assert other.get_all_options() == beam_options([f"--runner={runner}"]).get_all_options()
+
+
+def test_progress_bar_ends_at_the_finished_count(tmp_path, capsys):
+    """A build faster than the bar's 1 s poll still leaves it at N/N, not 0/N."""
+    with progress(str(tmp_path), 3):
+        for i in range(3):
+            (tmp_path / f"{i}.json").write_text("{}")
+    assert "3/3" in capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
+
+
+def test_summary_counts_shards_in_the_right_number():
+    manifest = {"counts": {"episodes_out": 1, "steps_out": 4, "episodes_rejected": 0,
+                           "steps_rejected": 0}, "num_shards": 1}
+    assert summary(manifest, "out").startswith(
+        "published out: 1 episode, 4 steps in 1 shard; rejected 0 episodes, 0 steps (")
+    assert [count(n, "shard") for n in (0, 1, 2)] == ["0 shards", "1 shard", "2 shards"]
 
 
 def test_stages_are_ordered_and_checked():

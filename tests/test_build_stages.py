@@ -17,6 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from armdata.commands import preview
 from armdata.models.camera import project_points
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.output import image_bytes
@@ -296,8 +297,9 @@ def test_preview_and_inspect(synthetic_built, vqvae, tmp_path, capsys):
     for path, row in zip(pngs, ep_rows):
         with Image.open(path) as img:
             strip = np.asarray(img.convert("RGB"))
-        # three panels at the frame's own size: RGB+trace | stored depth | decoded depth
-        assert strip.shape == (SYN_H, 3 * SYN_W + 2 * gap, 3)
+        # titles, then three panels at the frame's own size: RGB+trace | stored | decoded depth
+        assert strip.shape == (preview.TITLE_HEIGHT + SYN_H, 3 * SYN_W + 2 * gap, 3)
+        strip = strip[preview.TITLE_HEIGHT:]
         with Image.open(io.BytesIO(image_bytes(row["depth_png"]))) as png:
             stored = np.asarray(png)
         middle = strip[:, SYN_W + gap:2 * SYN_W + gap]

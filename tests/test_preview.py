@@ -63,9 +63,14 @@ def test_preview_writes_strips(built: Path, tmp_path: Path) -> None:
     files = sorted(p.name for p in out.iterdir())
     assert files == ["step_0000.png", "step_0001.png", "step_0002.png"]
     full = np.asarray(Image.open(out / "step_0000.png"))
-    assert full.shape == (96, 3 * 128 + 2 * preview.GAP, 3)      # RGB | depth | decoded
+    top = preview.TITLE_HEIGHT                                      # a title above each panel
+    assert full.shape == (top + 96, 3 * 128 + 2 * preview.GAP, 3)  # RGB | depth | decoded
+    for k in range(3):
+        assert full[:top, k * (128 + preview.GAP):k * (128 + preview.GAP) + 128].max() > 200
+    full = full[top:]
     bare = np.asarray(Image.open(out / "step_0002.png"))
-    assert bare.shape == (96, 128, 3)                               # no depth, no codes
+    assert bare.shape == (top + 96, 128, 3)                         # no depth, no codes
+    bare = bare[top:]
     rgb = full[:, :128].astype(int)
     red = (rgb[..., 0] > 200) & (rgb[..., 1] < 100)
     green = (rgb[..., 1] > 200) & (rgb[..., 0] < 100)
@@ -82,7 +87,8 @@ def test_preview_writes_strips(built: Path, tmp_path: Path) -> None:
 def test_preview_without_vqvae_omits_decoded_panel(built: Path, tmp_path: Path) -> None:
     assert run_preview(str(built), "--episode", "a", "--out", str(tmp_path), "--device",
                        "cpu", "--height", "48") == 0
-    assert np.asarray(Image.open(tmp_path / "step_0000.png")).shape == (48, 2 * 64 + 4, 3)
+    assert np.asarray(Image.open(tmp_path / "step_0000.png")).shape == (
+        preview.TITLE_HEIGHT + 48, 2 * 64 + 4, 3)
 
 
 def test_preview_errors(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -325,7 +325,7 @@ def test_preview_shows_motion_subtask_objects(built, tmp_path):
     args = parser.parse_args(["preview", str(built), "--episode", episode_id, "--out",
                               str(tmp_path), "--device", "cpu", "--height", "128"])
     assert args.func(args) == 0
-    strip = np.asarray(Image.open(sorted(tmp_path.glob("*.png"))[0]))
+    strip = np.asarray(Image.open(sorted(tmp_path.glob("*.png"))[0]))[preview.TITLE_HEIGHT:]
     assert strip.shape[0] == 128 + preview.GAP + 2 * preview.LINE_HEIGHT     # MOVE + SUBTASK
     boxes = (strip[:128] == preview.OBJECT_COLOR).all(axis=-1)
     assert boxes.sum() > 20                                                   # object outlines
@@ -364,10 +364,15 @@ def test_rules_planner_needs_no_model_and_is_counted_as_rules():
                                                     "(transforms/plan.py)"}
 
 
-def test_rules_planner_build_offline(bridge_dir, tmp_path):
+def test_rules_planner_build_offline(bridge_dir, tmp_path, capsys):
     out = tmp_path / "o"
     assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
                  "--max-episodes", "2", "--stages", "actions,reasoning",
                  "--reasoning-parts", "motion,plan", "--planner", "rules") == 0
     rows = read_rows(out)
     assert rows and all("PLAN: 1. " in r["reasoning"] and r["subtask"] for r in rows)
+    capsys.readouterr()
+    assert armdata("inspect", out, "--rows", "1") == 0   # inspect shows the reasoning columns
+    printed = capsys.readouterr().out
+    assert f"\n    motion     {rows[0]['motion']}\n" in printed
+    assert f"\n    reasoning  {rows[0]['reasoning']}\n" in printed

@@ -28,6 +28,7 @@ import armdata
 from armdata.pipeline import resume
 from armdata.pipeline.sinks import storage
 from armdata.errors import BuildError, BuildFailed, UsageError
+from armdata.wording import count
 from armdata.models.hub import check_models
 from armdata.pipeline.sources.features import check_config_keys
 from armdata.schemas.config import DatasetConfig, load_config
@@ -288,9 +289,11 @@ def progress(spill: str, episodes: int) -> Iterator[None]:
     def watch() -> None:
         with tqdm.tqdm(total=episodes, unit="episode", desc="episodes through all stages",
                        mininterval=1.0) as bar:
-            while not stop.wait(1.0):
-                done = resume.count_finished(spill)
-                bar.update(done - bar.n)
+            while True:   # one last count after the build: a fast build ends at N/N, not 0/N
+                stopped = stop.wait(1.0)
+                bar.update(resume.count_finished(spill) - bar.n)
+                if stopped:
+                    return
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -410,9 +413,11 @@ def check_result(manifest: dict[str, Any], staging: str, output: str, max_fracti
 
 def summary(manifest: dict[str, Any], output: str) -> str:
     c = manifest["counts"]
-    return (f"published {output}: {c['episodes_out']} episodes, {c['steps_out']} steps in "
-            f"{manifest['num_shards']} shards; rejected {c['episodes_rejected']} episodes, "
-            f"{c['steps_rejected']} steps (reasons in {storage.join(output, REJECTED_PATH)})")
+    return (f"published {output}: {count(c['episodes_out'], 'episode')}, "
+            f"{count(c['steps_out'], 'step')} in {count(manifest['num_shards'], 'shard')}; "
+            f"rejected {count(c['episodes_rejected'], 'episode')}, "
+            f"{count(c['steps_rejected'], 'step')} (reasons in "
+            f"{storage.join(output, REJECTED_PATH)})")
 
 
 def stage_counters(result: Any) -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 1. write a synthetic RLDS dataset with tfds' own writer (`armdata.testing.synthetic`);
 2. without `--vqvae`: train a depth VQ-VAE (the MolmoAct architecture) on the dataset's own sensor
-   depth maps, since the published checkpoint cannot be downloaded offline;
+   depth maps (every other step's: neighbours are near copies), since the published checkpoint
+   cannot be downloaded offline;
 3. build with every stage: actions, depth (sensor depth → VQ-VAE codes), trace (projection
    localizer + the default `affine` tracker guided by the state), reasoning with the parts that
    need no model weights (motion, and the plan from `--planner rules`; captions and objects need
@@ -17,6 +18,7 @@ Everything stays in `--workdir` (default ./armdata-demo) for the user to open.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import time
@@ -45,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, accepts_beam_args=True)
 
 
-def write_depth_pngs(version_dir: Path, out: Path) -> int:
-    """The dataset's sensor depth as 8-bit PNGs, converted exactly as the depth stage does."""
+def write_depth_pngs(version_dir: Path, out: Path, every: int = 1) -> int:
+    """The dataset's sensor depth of every `every`-th step as 8-bit PNGs, converted exactly as
+    the depth stage does."""
     import tensorflow_datasets as tfds
     import torch
 
@@ -58,7 +61,7 @@ def write_depth_pngs(version_dir: Path, out: Path) -> int:
     n = 0
     ds = tfds.builder_from_directory(str(version_dir)).as_dataset(split="train")
     for episode in tfds.as_numpy(ds):
-        for step in episode["steps"]:
+        for step in itertools.islice(episode["steps"], 0, None, every):
             disparity, problems = sensor_disparity(torch.from_numpy(step["observation"]["depth"])[None])
             if problems[0] is None:
                 (out / f"{n:06d}.png").write_bytes(encode_png(depth_to_u8(disparity)[0].numpy()))
@@ -182,9 +185,11 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     print(f"[demo] synthetic RLDS dataset: {source}")
     vqvae = args.vqvae
     if vqvae is None:
-        n = write_depth_pngs(source, work / "depth_png")
-        print(f"[demo] training a depth VQ-VAE on {n} sensor depth maps "
-              f"({args.vqvae_epochs} epochs)")
+        # Every other step: neighbouring steps' maps are near copies, and each 320x320 map costs
+        # the CPU about a second per epoch, the demo's largest cost.
+        n = write_depth_pngs(source, work / "depth_png", every=2)
+        print(f"[demo] training a depth VQ-VAE on {n} sensor depth maps (every other step; "
+              f"{args.vqvae_epochs} epochs)")
         # Small batches with a dead-code check every 4: on a CPU, a few epochs of many small
         # steps learn a spread codebook where a few large steps cannot.
         if main(["train-vqvae", str(work / "depth_png"), "--out", str(work / "vqvae"),

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from armdata.errors import BuildError
+from armdata.wording import count
 from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.finalize import MANIFEST_PATH, STATISTICS_PATH, counts_consistent
 from armdata.pipeline.sinks.manifest import file_problems, load_manifest
@@ -43,7 +44,7 @@ def row_round_trip(row: dict[str, Any], lookup: dict[str, int]) -> bool:
 
 COLUMNS = ["episode_id", "step", "instruction", "action", "action_normalized", "action_bins",
            "action_tokens", "action_chunk", "action_chunk_bins", "depth_tokens", "trace_text",
-           "gripper_xy", "image_width", "image_height"]
+           "gripper_xy", "image_width", "image_height", "motion", "reasoning"]
 
 
 def shard_rows(path: str) -> Iterator[dict[str, Any]]:
@@ -118,7 +119,7 @@ def passed(rep: dict[str, Any]) -> bool:
 
 def print_report(rep: dict[str, Any]) -> None:
     c = rep["counts"]
-    print(f"dataset: {rep['output']}  ({rep['num_shards']} shards)")
+    print(f"dataset: {rep['output']}  ({count(rep['num_shards'], 'shard')})")
     print(f"episodes: in {c['episodes_in']} = out {c['episodes_out']} + rejected "
           f"{c['episodes_rejected']}")
     print(f"steps:    in {c['steps_in']} = out {c['steps_out']} + rejected {c['steps_rejected']}"
@@ -151,7 +152,7 @@ def print_report(rep: dict[str, Any]) -> None:
     if rep["files_bad"]:
         print("VERIFY FAILED: " + "; ".join(rep["files_bad"]))
     elif rep["verified"]:
-        print(f"verified: {rep['files_listed']} files ({rep['num_shards']} shards) match their "
+        print(f"verified: {rep['files_listed']} files ({count(rep['num_shards'], 'shard')}) match their "
               f"sha256 in {MANIFEST_PATH}")
     for row in rep["samples"]:
         print(f"- {row['episode_id']} step {row['step']} ({row['image_width']}x"
@@ -162,3 +163,7 @@ def print_report(rep: dict[str, Any]) -> None:
             print(f"    depth      {row['depth_tokens'][:80]}...")
         if row["trace_text"]:
             print(f"    trace      {row['trace_text']}  gripper_xy {row['gripper_xy']}")
+        if row["motion"]:
+            print(f"    motion     {row['motion']}")
+        if row["reasoning"]:
+            print(f"    reasoning  {row['reasoning']}")

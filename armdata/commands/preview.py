@@ -36,6 +36,7 @@ GRIPPER_COLOR = (40, 255, 40)
 OBJECT_COLOR = (255, 200, 0)
 GAP = 4
 LINE_HEIGHT = 12
+TITLE_HEIGHT = LINE_HEIGHT + 2   # the band above the panels that names each one
 
 
 class PreviewError(UsageError):
@@ -129,25 +130,28 @@ def strip(row: dict[str, Any], decoded: np.ndarray | None, height: int) -> Image
     h, w = rgb.shape[:2]
     scale = height / h
     size = (max(1, round(w * scale)), height)
-    panels = [Image.fromarray(rgb).resize(size, Image.BILINEAR)]
-    draw_overlay(panels[0], scale, row.get("trace"), row.get("gripper_xy"), w, h)
-    draw_objects(panels[0], scale, row.get("objects"))
+    frame = Image.fromarray(rgb).resize(size, Image.BILINEAR)
+    draw_overlay(frame, scale, row.get("trace"), row.get("gripper_xy"), w, h)
+    draw_objects(frame, scale, row.get("objects"))
+    panels = [("frame + trace" if row.get("trace") else "frame", frame)]
     if row.get("depth_png"):
         with Image.open(io.BytesIO(image_bytes(row["depth_png"]))) as depth:
-            panels.append(depth.convert("RGB").resize(size, Image.BILINEAR))
+            panels.append(("stored depth", depth.convert("RGB").resize(size, Image.BILINEAR)))
     if decoded is not None:
-        panels.append(Image.fromarray(decoded).convert("RGB").resize(size, Image.BILINEAR))
+        panels.append(("decoded depth tokens",
+                       Image.fromarray(decoded).convert("RGB").resize(size, Image.BILINEAR)))
     lines = text_lines(row)
     band = LINE_HEIGHT * len(lines) + (GAP if lines else 0)
-    out = Image.new("RGB", (sum(p.width for p in panels) + GAP * (len(panels) - 1),
-                            height + band))
-    x = 0
-    for p in panels:
-        out.paste(p, (x, 0))
-        x += p.width + GAP
+    out = Image.new("RGB", (sum(p.width for _, p in panels) + GAP * (len(panels) - 1),
+                            TITLE_HEIGHT + height + band))
     draw = ImageDraw.Draw(out)
+    x = 0
+    for title, p in panels:
+        draw.text((x + 2, 1), title, fill=(255, 255, 255))
+        out.paste(p, (x, TITLE_HEIGHT))
+        x += p.width + GAP
     for k, line in enumerate(lines):
-        draw.text((2, height + GAP + k * LINE_HEIGHT), line, fill=(255, 255, 255))
+        draw.text((2, TITLE_HEIGHT + height + GAP + k * LINE_HEIGHT), line, fill=(255, 255, 255))
     return out
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from armdata.errors import BuildError
+from armdata.wording import count
 from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.card import dataset_card
 from armdata.pipeline.sinks.finalize import CARD_PATH, MANIFEST_PATH, STATISTICS_PATH
@@ -112,7 +113,7 @@ def push(output: str, repo: str, private: bool = False, revision: str | None = N
                 commit_message=f"armdata {manifest['armdata_version']}: "
                                f"{manifest['config']['name']}, "
                                f"{manifest['counts']['steps_out']} steps in "
-                               f"{manifest['num_shards']} shards")
+                               f"{count(manifest['num_shards'], 'shard')}")
     except (HTTPError, OSError) as exc:
         raise PushError(hub_error(exc, endpoint)) from exc
     log.info("pushed %d files to %s", len(paths) + 1, info.commit_url)

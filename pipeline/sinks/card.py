@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from armdata.schemas.output import SCHEMA
+from armdata.wording import count
 
 COLUMN_DOCS = {
     "dataset": "source dataset (config name)",
@@ -85,7 +86,7 @@ def dataset_card(manifest: dict[str, Any], stats: dict[str, Any] | None, license
         f"{counts['episodes_rejected']} |",
         f"| steps | {counts['steps_in']} | {counts['steps_out']} | {counts['steps_rejected']} |",
         "",
-        f"{manifest['num_shards']} shards in `data/`; rejected items with their reasons are in "
+        f"{count(manifest['num_shards'], 'shard')} in `data/`; rejected items with their reasons are in "
         "`rejected/rejected.jsonl`; `manifest.json` lists every shard with its sha256.",
         "",
         "## How it was made",
