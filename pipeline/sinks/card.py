@@ -37,6 +37,7 @@ COLUMN_DOCS = {
     "motion": "language motion over the next steps, SPEC §7 (reasoning stage)",
     "scene_caption": "VLM caption of the episode's first frame (reasoning stage)",
     "objects": "`phrase [x0, y0, x1, y1], ...` open-vocabulary detections (reasoning stage)",
+    "object_scores": "the detector's score of each box in `objects` (reasoning stage)",
     "plan": "JSON list of the high-level plan steps that remain (reasoning stage)",
     "subtask": "current subtask (reasoning stage)",
     "subtask_reason": "why this subtask (reasoning stage)",
