@@ -16,7 +16,7 @@ from armdata.exports.molmoact import export_molmoact
 # format → (fn(dataset_dir, out, **options) -> summary, the option names it takes)
 EXPORTERS: dict[str, tuple[Callable[..., dict[str, Any]], tuple[str, ...]]] = {
     "molmoact": (export_molmoact, ()),
-    "lerobot": (export_lerobot, ()),
+    "lerobot": (export_lerobot, ("lerobot_version", "lerobot_video", "lerobot_codec")),
     "ecot": (export_ecot, ("allow_missing_parts",)),
 }
 
@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="a directory written by `armdata build`")
     p.add_argument("--format", required=True, choices=sorted(EXPORTERS),
                    help="molmoact: MolmoAct fine-tuning (datasets.save_to_disk + "
-                        "dataset_statistics.json); lerobot: LeRobot v2.1, images in the Parquet; "
+                        "dataset_statistics.json); lerobot: LeRobot v3.0 (or v2.1), as "
+                        "LeRobotDataset reads it; "
                         "ecot: ECoT's reasoning JSON (one file; needs the reasoning and trace "
                         "stages)")
     p.add_argument("--out", required=True, help="where to write the export (must not exist, or "
@@ -34,6 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-missing-parts", action="store_true",
                    help="ecot: export a build without some reasoning parts, writing \"\" for "
                         "them (named in the summary) instead of refusing")
+    p.add_argument("--lerobot-version", choices=["3.0", "2.1"], default="3.0",
+                   help="lerobot: 3.0 (lerobot >= 0.4, the default) or 2.1 (lerobot 0.3.x, "
+                        "MolmoAct's preprocessing)")
+    cameras = p.add_mutually_exclusive_group()
+    cameras.add_argument("--lerobot-video", dest="lerobot_video", action="store_true",
+                         default=None, help="lerobot: cameras as mp4 video (default for 3.0)")
+    cameras.add_argument("--lerobot-images", dest="lerobot_video", action="store_false",
+                         help="lerobot: cameras as images in the Parquet (default for 2.1)")
+    p.add_argument("--lerobot-codec", choices=["h264", "av1"], default="h264",
+                   help="lerobot: the video codec (PyAV: libx264 or libsvtav1)")
     p.set_defaults(func=run)
 
 
