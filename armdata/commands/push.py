@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from armdata.errors import BuildError
 from armdata.pipeline.sinks import storage
-from armdata.pipeline.sinks.card import dataset_card
+from armdata.pipeline.sinks.card import LICENSE_PATH, dataset_card, hub_license, license_text
 from armdata.pipeline.sinks.finalize import CARD_PATH, MANIFEST_PATH, STATISTICS_PATH
 from armdata.pipeline.sinks.manifest import describe, file_problems, load_manifest
 
@@ -48,9 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", required=True, help="dataset repo id, ORG/NAME")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--revision", help="branch to push to (created if missing; default main)")
-    p.add_argument("--license", default="other",
-                   help="Hub license id for the card (default: other, i.e. the source's license "
-                        "applies)")
+    p.add_argument("--license", default=None,
+                   help="Hub license id for the card, checked against the Hub's ids before any "
+                        "upload (default: the config's `license:`, else other: the source's "
+                        "license applies, named in LICENSE.md)")
     p.add_argument("--pretty-name", help="human-readable dataset name for the card")
     p.set_defaults(func=run)
 
@@ -72,22 +73,30 @@ def build_files(output: str) -> tuple[dict[str, Any], list[str]]:
     return manifest, paths
 
 
-def stage_folder(output: str, paths: list[str], card: str, folder: Path) -> None:
-    """The repo's content as symlinks to the build's files plus the card (nothing is copied)."""
+def stage_folder(output: str, paths: list[str], card: str, folder: Path,
+                 license_md: str | None = None) -> None:
+    """The repo's content as symlinks to the build's files plus the card and, for license
+    "other", the LICENSE.md it links (nothing is copied)."""
     for rel in paths:
         target = folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(os.path.abspath(os.path.join(output, rel)))
     (folder / "README.md").write_text(card)
+    if license_md is not None:
+        (folder / LICENSE_PATH).write_text(license_md)
 
 
 def push(output: str, repo: str, private: bool = False, revision: str | None = None,
-         license: str = "other", pretty_name: str | None = None) -> str:
+         license: str | None = None, pretty_name: str | None = None) -> str:
     """Verify and upload; returns the commit URL."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HTTPError
 
     manifest, paths = build_files(output)
+    try:
+        license = hub_license(license, manifest["config"])
+    except ValueError as exc:
+        raise PushError(str(exc)) from exc
     token = os.environ.get(TOKEN_ENV)
     if not token:
         raise PushError(f"set {TOKEN_ENV} to a Hub token with write access (it is read from the "
@@ -104,7 +113,8 @@ def push(output: str, repo: str, private: bool = False, revision: str | None = N
         if revision:
             api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="armdata-push-") as tmp:
-            stage_folder(output, paths, card, Path(tmp))
+            stage_folder(output, paths, card, Path(tmp),
+                         license_text(manifest) if license == "other" else None)
             info = api.upload_folder(
                 repo_id=repo, repo_type="dataset", folder_path=tmp, revision=revision,
                 # shards of an earlier build with another shard count would break data/train-*
