@@ -18,9 +18,11 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
 from armdata.exports.rows import ExportError, iter_episodes, require_empty
 from armdata.exports.video import CODECS
+from armdata.pipeline.sinks.card import LICENSE_PATH, hub_license, license_text, size_category
 from armdata.pipeline.sinks.manifest import load_manifest
 from armdata.schemas.episode import load_image
 from armdata.schemas.output import IMAGE, image_bytes, image_cell
@@ -212,6 +214,27 @@ def write_lines(out: str, rel: str, values: list[dict[str, Any]]) -> None:
         f.writelines(json.dumps(v) + "\n" for v in values)
 
 
+def write_card(out: str, manifest: dict[str, Any], version: str, frames: int) -> None:
+    """README.md (the Hub card: the build config's license, LeRobot's tag and data files) and,
+    for license "other", the LICENSE.md it links."""
+    license = hub_license(None, manifest["config"])
+    front = {"license": license, "task_categories": ["robotics"], "language": ["en"],
+             "size_categories": [size_category(frames)], "tags": ["LeRobot", "armdata"],
+             "configs": [{"config_name": "default", "data_files": "data/*/*.parquet"}]}
+    if license == "other":
+        front.update(license_name=f"{manifest['config']['name'].lower().replace('_', '-')}"
+                                  f"-source-license", license_link=LICENSE_PATH)
+        with open(os.path.join(out, LICENSE_PATH), "w") as f:
+            f.write(license_text(manifest))
+    source = manifest["source"]
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n"
+                f"LeRobot {version} dataset exported by armdata {manifest['armdata_version']} "
+                f"from a build of `{source['builder_name']}` {source['version']} (config "
+                f"`{manifest['config']['name']}`, stages {', '.join(manifest['stages'])}). Load "
+                f"it with `LeRobotDataset(repo_id)`; `armdata push` tags the repo `{version}`.\n")
+
+
 def export_lerobot(dataset_dir: str, out: str, lerobot_version: str = "3.0",
                    lerobot_video: bool | None = None, lerobot_codec: str = "h264"
                    ) -> dict[str, Any]:
@@ -230,6 +253,7 @@ def export_lerobot(dataset_dir: str, out: str, lerobot_version: str = "3.0",
     summary = writer(read_episodes(dataset_dir, fps, video), out, fps, lerobot_codec)
     if not summary:
         raise ExportError(f"{dataset_dir} has no rows to export")
+    write_card(out, manifest, version, summary["frames"])
     log.info("wrote LeRobot %s to %s: %s", version, out, summary)
     return {"format": "lerobot", "version": version, "out": out, "fps": fps,
             "cameras": "video" if video else "images", **summary}

@@ -251,3 +251,16 @@ def test_card_license_size_and_language(built: Path, hub: FakeHub,
     assert front["license"] == "other" and front["license_link"] == "LICENSE.md"
     assert front["license_name"] == "bridge-dataset-source-license"
     assert "CC-BY-4.0" in files["LICENSE.md"].decode()
+
+
+def test_push_lerobot_export_tags_codebase_version(built: Path, hub: FakeHub,
+                                                   tmp_path: Path) -> None:
+    export = tmp_path / "lerobot"
+    assert armdata("export", built, "--format", "lerobot", "--out", export) == 0
+    assert armdata("push", export, "--repo", "org/lr") == 0
+    repo = hub.repos["org/lr"]
+    assert repo.branches["main"] == local_files(export)           # as exported, card included
+    assert repo.tags == {"v3.0": repo.commits[-1]}
+    front = yaml.safe_load(repo.branches["main"]["README.md"].decode().split("---\n")[1])
+    assert front["license"] == "cc-by-4.0" and "LeRobot" in front["tags"]
+    assert armdata("push", export, "--repo", "org/lr") == 0       # rerun: the tag exists, fine
