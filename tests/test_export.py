@@ -54,14 +54,15 @@ def test_molmoact(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) ->
     out = tmp_path / "molmoact"
     assert armdata("export", built, "--format", "molmoact", "--out", out) == 0
     summary = json.loads(capsys.readouterr().out)
-    rows = {(r["instruction"], r["trace_text"], r["action_chunk"]): r for r in read_rows(built)}
-    with_trace = [r for r in rows.values() if r["trace_text"] is not None]
-    assert summary["rows"] == len(with_trace) > 0
-    assert summary["skipped"] == {"no_depth": 0, "no_trace": len(rows) - len(with_trace)}
+    rows = {(r["instruction"], r["trace_text"] or "[]", r["action_chunk"]): r
+            for r in read_rows(built)}
+    without_trace = [r for r in rows.values() if r["trace_text"] is None]
+    assert summary["rows"] == len(rows) and summary["skipped"] == {"no_depth": 0}
+    assert summary["empty_trace"] == len(without_trace) > 0   # episode 2: "[]", as MolmoAct writes
     ds = datasets.load_from_disk(str(out))
     assert set(ds.column_names) == {"language_instruction", "depth", "trace", "processed_action",
                                     "image", "wrist_image"}
-    assert isinstance(ds.features["image"], datasets.Image) and len(ds) == len(with_trace)
+    assert isinstance(ds.features["image"], datasets.Image) and len(ds) == len(rows)
     for item in ds:
         chunk = json.loads(item["processed_action"])["chunked_action"]
         source = rows[(item["language_instruction"], item["trace"], chunk)]
