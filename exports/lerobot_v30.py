@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -108,6 +107,8 @@ def write(episodes: Iterator[tuple[LeRobotEpisode, dict[str, Any]]], out: str, f
         return {}
     os.makedirs(os.path.join(out, os.path.dirname(EPISODES_PATH)), exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), os.path.join(out, EPISODES_PATH))
+    import pandas as pd   # the `export` extra; LeRobot reads the task strings as a pandas index
+
     pd.DataFrame({"task_index": list(tasks.values())}, index=list(tasks)).to_parquet(
         os.path.join(out, "meta", "tasks.parquet"))
     write_json(out, "meta/stats.json", aggregate_stats(stats))
