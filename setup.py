@@ -50,7 +50,7 @@ setup(
         "dev": ["pytest", "hypothesis", "pyflakes", "psutil",   # psutil: benchmarks' peak RSS
                 "datasets", "peft",             # export tests, loader benchmark baseline; LoRA test
                 "websocket-client", "rerun-sdk"],   # view: browser test (DevTools), --rerun
-        "export": ["datasets"],                 # armdata export --format molmoact
+        "export": ["datasets", "pandas"],       # export --format molmoact; lerobot v3.0 tasks
         "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
         "view": ["rerun-sdk"],                  # armdata view --rerun
         "gcp": ["apache-beam[gcp]", "gcsfs"],   # gcsfs: the trainer reading gs://

@@ -3,9 +3,9 @@
 (JSON `{"chunked_action": <chunk text form>}`), `image`, `wrist_image`, plus the build's
 `dataset_statistics.json` in the same directory.
 
-Every row needs depth and trace: a build without the depth or trace stage is refused, and rows the
-stages left null (e.g. a corrupt frame) are skipped and counted in the summary, never written
-with an empty value."""
+A build without the depth or trace stage is refused. A row without a trace (the gripper was never
+found in its episode) gets `trace` "[]", as MolmoAct's own preprocessing writes it, counted as
+`empty_trace`; a row without depth (e.g. a corrupt frame) is skipped and counted."""
 from __future__ import annotations
 
 import json
@@ -24,13 +24,16 @@ log = logging.getLogger(__name__)
 COLUMNS = ["instruction", "depth_tokens", "trace_text", "action_chunk", "image", "wrist_image"]
 
 
+EMPTY_TRACE = "[]"
+
+
 def molmoact_row(row: dict[str, Any]) -> dict[str, Any]:
     def image(cell: Any) -> dict[str, Any] | None:
         data = image_bytes(cell)
         return None if data is None else {"bytes": data, "path": None}
 
     return {"language_instruction": row["instruction"], "depth": row["depth_tokens"],
-            "trace": row["trace_text"],
+            "trace": row["trace_text"] if row["trace_text"] is not None else EMPTY_TRACE,
             "processed_action": json.dumps({"chunked_action": row["action_chunk"]}),
             "image": image(row["image"]), "wrist_image": image(row["wrist_image"])}
 
@@ -44,19 +47,18 @@ def export_molmoact(dataset_dir: str, out: str) -> dict[str, Any]:
         raise ExportError(f"{dataset_dir} was built without the {' and '.join(missing)} "
                           f"stage(s) MolmoAct needs; rebuild with --stages actions,depth,trace")
     require_empty(out)
-    skipped = {"no_depth": 0, "no_trace": 0}
-    written = 0
+    skipped = {"no_depth": 0}
+    written = empty_trace = 0
 
     def rows() -> Iterator[dict[str, Any]]:
-        nonlocal written
+        nonlocal written, empty_trace
         for row in iter_rows(dataset_dir, COLUMNS):
             if row["depth_tokens"] is None:
                 skipped["no_depth"] += 1
-            elif row["trace_text"] is None:
-                skipped["no_trace"] += 1
-            else:
-                written += 1
-                yield molmoact_row(row)
+                continue
+            written += 1
+            empty_trace += row["trace_text"] is None
+            yield molmoact_row(row)
 
     features = datasets.Features({
         "language_instruction": datasets.Value("string"), "depth": datasets.Value("string"),
@@ -68,6 +70,7 @@ def export_molmoact(dataset_dir: str, out: str) -> dict[str, Any]:
     with open(os.path.join(out, "dataset_statistics.json"), "wb") as f:
         f.write(storage.read_bytes(storage.join(dataset_dir, "dataset_statistics.json")))
     if any(skipped.values()):
-        log.warning("skipped rows without depth/trace: %s", skipped)
+        log.warning("skipped rows without depth: %s", skipped)
     return {"format": "molmoact", "out": out, "rows": written, "skipped": skipped,
+            "empty_trace": empty_trace,
             "source_rows": manifest["counts"]["steps_out"]}

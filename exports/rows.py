@@ -17,11 +17,16 @@ class ExportError(BuildError):
 
 
 def iter_rows(dataset_dir: str, columns: list[str]) -> Iterator[dict[str, Any]]:
-    """The build's rows (only `columns`), shard by shard in manifest order."""
+    """The build's rows (only `columns`), shard by shard in manifest order. ExportError when a
+    shard lacks one of them (a build by an older armdata)."""
     manifest = load_manifest(dataset_dir)
     for shard in manifest["shards"]:
         with storage.open_read(storage.join(dataset_dir, shard["path"])) as f:
             pf = pq.ParquetFile(f)
+            absent = [c for c in columns if c not in pf.schema_arrow.names]
+            if absent:
+                raise ExportError(f"{shard['path']} has no column(s) {', '.join(absent)} "
+                                  f"(built by an older armdata); rebuild to export it")
             for g in range(pf.num_row_groups):
                 yield from pf.read_row_group(g, columns=columns).to_pylist()
 

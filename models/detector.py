@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from armdata.schemas.columns import Box
+from armdata.schemas.columns import ScoredBox
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ def caption_phrases(caption: str, max_phrases: int = 16) -> list[str]:
 
 
 def to_boxes(labels: Sequence[str], boxes: np.ndarray, scores: np.ndarray, width: int,
-             height: int) -> list[Box]:
-    """Detections → [(phrase, integer box clipped to the frame)], best score first (ties by
-    phrase and box, so the order is deterministic)."""
+             height: int) -> list[ScoredBox]:
+    """Detections → [(phrase, integer box clipped to the frame, score)], best score first (ties
+    by phrase and box, so the order is deterministic)."""
     out = []
     for label, box, score in zip(labels, np.asarray(boxes, np.float64), np.asarray(scores)):
         if not str(label).strip() or not np.isfinite(box).all():
@@ -42,7 +42,7 @@ def to_boxes(labels: Sequence[str], boxes: np.ndarray, scores: np.ndarray, width
         clipped = (min(max(x0, 0), width), min(max(y0, 0), height),
                    min(max(x1, 0), width), min(max(y1, 0), height))
         out.append((-float(score), str(label).strip(), clipped))
-    return [(label, box) for _, label, box in sorted(out)]
+    return [(label, box, -neg) for neg, label, box in sorted(out)]
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Detector:
         """Grounding DINO style (one text, text threshold) rather than OWL style."""
         return "grounding" in type(self.model).__name__.lower()
 
-    def detect(self, frames: Sequence[np.ndarray], phrases: Sequence[str]) -> list[list[Box]]:
+    def detect(self, frames: Sequence[np.ndarray], phrases: Sequence[str]) -> list[list[ScoredBox]]:
         """Boxes per frame (RGB uint8, one size) for the same phrases, as one batch."""
         import torch
         from PIL import Image

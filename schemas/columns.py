@@ -6,6 +6,7 @@ import re
 from typing import Sequence
 
 Box = tuple[str, tuple[int, int, int, int]]
+ScoredBox = tuple[str, tuple[int, int, int, int], float]   # + the detector's score
 
 _OBJECT = re.compile(r"(.+?) \[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\](?:, |$)")
 

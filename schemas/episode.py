@@ -50,6 +50,7 @@ class Step:
     motion: str | None = None
     scene_caption: str | None = None
     objects: str | None = None               # "phrase [x0, y0, x1, y1], ..." in pixels
+    object_scores: list[float] | None = None  # the detector's score of each box in `objects`
     plan: list[str] | None = None            # the remaining high-level plan at this step
     subtask: str | None = None
     subtask_reason: str | None = None

@@ -57,6 +57,7 @@ SCHEMA = pa.schema([
     ("motion", pa.string()),          # reasoning stage: language motion (SPEC §7)
     ("scene_caption", pa.string()),
     ("objects", pa.string()),
+    ("object_scores", pa.list_(pa.float32())),   # the detector's score of each box in `objects`
     ("plan", pa.string()),            # JSON list: the plan steps that remain at this step
     ("subtask", pa.string()),
     ("subtask_reason", pa.string()),
@@ -129,6 +130,7 @@ def episode_table(episode: Episode) -> pa.Table:
         "motion": [s.motion for s in steps],
         "scene_caption": [s.scene_caption for s in steps],
         "objects": [s.objects for s in steps],
+        "object_scores": [s.object_scores for s in steps],
         "plan": [None if s.plan is None else json.dumps(s.plan) for s in steps],
         "subtask": [s.subtask for s in steps],
         "subtask_reason": [s.subtask_reason for s in steps],

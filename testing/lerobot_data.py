@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from armdata.exports.video import encode_video
 from armdata.schemas.episode import encode_png
 from armdata.schemas.output import IMAGE
 
@@ -41,15 +41,7 @@ def episode_arrays(episode: int, length: int) -> dict[str, np.ndarray]:
 
 def write_video(path: Path, frames: list[np.ndarray], codec: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=FPS)
-        stream.width = stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    encode_video(str(path), frames, FPS, {"libsvtav1": "av1"}.get(codec, codec))
 
 
 def frames_table(episode: int, length: int, start_index: int, task_index: int,

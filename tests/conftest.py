@@ -70,7 +70,7 @@ FILE_TIERS = {
             "test_errors", "test_export", "test_lerobot_source", "test_motion",
             "test_portable_runner", "test_push", "test_reasoning_stage", "test_resume",
             "test_safety", "test_train_vqvae", "test_trainer"},
-    "interop": {"test_rlds_features"},
+    "interop": {"test_rlds_features", "test_lerobot_interop"},
 }
 TIERS = ("quick", "e2e", "interop", "slow")
 

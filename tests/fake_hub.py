@@ -28,6 +28,7 @@ class Repo:
     branches: dict[str, dict[str, bytes]] = field(default_factory=lambda: {"main": {}})
     lfs_paths: set[str] = field(default_factory=set)
     commits: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)   # tag → commit
 
 
 class FakeHub:
@@ -117,6 +118,7 @@ class FakeHub:
             (rf"/api/datasets/{repo}/tree/([^/]+)", "GET", self.tree),
             (rf"/api/datasets/{repo}/revision/([^/]+)", "GET", self.revision_info),
             (rf"/api/datasets/{repo}/commit/([^/]+)", "POST", self.commit),
+            (rf"/api/datasets/{repo}/tag/([^/]+)", "POST", self.create_tag),
             (rf"/datasets/{repo}\.git/info/lfs/objects/batch", "POST", self.lfs_batch),
             (r"/lfs-upload/([0-9a-f]{64})", "PUT", self.lfs_upload),
             (r"/lfs-verify", "POST", self.lfs_verify),
@@ -139,6 +141,13 @@ class FakeHub:
         if branch in repo.branches:
             return 409, {"error": "Reference already exists"}
         repo.branches[branch] = dict(repo.branches["main"])
+        return 200, {}
+
+    def create_tag(self, data: bytes, repo_id: str, rev: str) -> tuple[int, Any]:
+        repo, tag = self.repos[repo_id], json.loads(data)["tag"]
+        if tag in repo.tags:
+            return 409, {"error": "Reference already exists"}
+        repo.tags[tag] = repo.commits[-1]
         return 200, {}
 
     def preupload(self, data: bytes, repo_id: str, rev: str) -> tuple[int, Any]:

@@ -89,7 +89,7 @@ def test_counts_and_files(built):
     front = yaml.safe_load(card.split("---\n")[1])
     assert front["configs"] == [{"config_name": "default", "data_files": [
         {"split": "train", "path": "data/train-*.parquet"}]}]
-    assert front["task_categories"] == ["robotics"] and front["license"] == "other"
+    assert front["task_categories"] == ["robotics"] and front["license"] == "cc-by-4.0"
     assert front["pretty_name"] == "bridge_dataset for action reasoning models"
 
 

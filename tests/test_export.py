@@ -1,15 +1,18 @@
-"""`armdata export`: MolmoAct's save_to_disk layout (SPEC §6) and LeRobot v2.1 with images in the
-Parquet, read back with `datasets` and with our own LeRobot reader."""
+"""`armdata export`: MolmoAct's save_to_disk layout (SPEC §6) and LeRobot v2.1 / v3.0 (SPEC §9),
+read back with `datasets` and with our own LeRobot reader (LeRobot's own reader:
+tests/test_lerobot_interop.py)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from armdata.commands.export import EXPORTERS
 from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, plan_lerobot
+from armdata.schemas.episode import load_image
 from armdata.schemas.output import image_bytes
 from tests.conftest import armdata, build, read_rows
 from tests.test_build_stages import CPU
@@ -51,14 +54,15 @@ def test_molmoact(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) ->
     out = tmp_path / "molmoact"
     assert armdata("export", built, "--format", "molmoact", "--out", out) == 0
     summary = json.loads(capsys.readouterr().out)
-    rows = {(r["instruction"], r["trace_text"], r["action_chunk"]): r for r in read_rows(built)}
-    with_trace = [r for r in rows.values() if r["trace_text"] is not None]
-    assert summary["rows"] == len(with_trace) > 0
-    assert summary["skipped"] == {"no_depth": 0, "no_trace": len(rows) - len(with_trace)}
+    rows = {(r["instruction"], r["trace_text"] or "[]", r["action_chunk"]): r
+            for r in read_rows(built)}
+    without_trace = [r for r in rows.values() if r["trace_text"] is None]
+    assert summary["rows"] == len(rows) and summary["skipped"] == {"no_depth": 0}
+    assert summary["empty_trace"] == len(without_trace) > 0   # episode 2: "[]", as MolmoAct writes
     ds = datasets.load_from_disk(str(out))
     assert set(ds.column_names) == {"language_instruction", "depth", "trace", "processed_action",
                                     "image", "wrist_image"}
-    assert isinstance(ds.features["image"], datasets.Image) and len(ds) == len(with_trace)
+    assert isinstance(ds.features["image"], datasets.Image) and len(ds) == len(rows)
     for item in ds:
         chunk = json.loads(item["processed_action"])["chunked_action"]
         source = rows[(item["language_instruction"], item["trace"], chunk)]
@@ -80,32 +84,111 @@ def test_molmoact_needs_depth_and_trace(bridge_dir: Path, tmp_path: Path,
     assert "depth and trace" in capsys.readouterr().err
 
 
-def test_lerobot_v21_reads_back(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "lerobot"
-    assert armdata("export", built, "--format", "lerobot", "--out", out) == 0
-    summary = json.loads(capsys.readouterr().out)
-    info = json.loads((out / "meta" / "info.json").read_text())
-    assert info["codebase_version"] == "v2.1" and info["total_episodes"] == EPISODES
-    assert info["features"]["observation.images.image"]["dtype"] == "image"
-    assert summary["frames"] == info["total_frames"] == len(read_rows(built))
-    stats = [json.loads(line) for line in (out / "meta" / "episodes_stats.jsonl").open()]
-    assert [s["episode_index"] for s in stats] == list(range(EPISODES))
+def by_episode(built: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in sorted(read_rows(built), key=lambda r: (r["episode_id"], r["step"])):
+        out.setdefault(r["episode_id"], []).append(r)
+    return out
 
+
+def read_back(out: Path, built: Path, video: bool) -> None:
+    """Our own LeRobot reader gets every episode's actions, states, task and frames back."""
     plan = plan_lerobot(str(out), "train", None)
     reader = ReadLeRobotEpisode(plan)
     reader.setup()
-    by_episode: dict[str, list[dict]] = {}
-    for r in sorted(read_rows(built), key=lambda r: (r["episode_id"], r["step"])):
-        by_episode.setdefault(r["episode_id"], []).append(r)
-    episodes = [json.loads(line) for line in (out / "meta" / "episodes.jsonl").open()]
-    assert len(plan.episodes) == len(episodes)
-    for read, meta in zip(plan.episodes, episodes):
+    rows_of = by_episode(built)
+    ids = [e["armdata_episode_id"] for e in lerobot_episodes(out)]
+    assert len(plan.episodes) == len(ids) == EPISODES
+    for read, episode_id in zip(plan.episodes, ids):
         steps = reader.read_episode(read)["steps"]
-        rows = by_episode[meta["armdata_episode_id"]]
-        assert [bytes(b) for b in steps["observation.images.image"]] == \
-            [image_bytes(r["image"]) for r in rows]
+        rows = rows_of[episode_id]
+        frames = steps["observation.images.image"]
+        if video:   # decoded RGB; lossy: the right frame, within codec error
+            for got, row in zip(frames, rows):
+                want = np.asarray(load_image(image_bytes(row["image"])).convert("RGB"), float)
+                assert np.abs(np.asarray(got, float) - want).mean() < 6
+        else:
+            assert [bytes(b) for b in frames] == [image_bytes(r["image"]) for r in rows]
         np.testing.assert_array_equal(steps["action"], np.array([r["action"] for r in rows],
                                                                 np.float32))
         np.testing.assert_array_equal(steps["observation.state"],
                                       np.array([r["state"] for r in rows], np.float32))
         assert set(steps["task"]) == {rows[0]["instruction"]}
+
+
+def lerobot_episodes(out: Path) -> list[dict]:
+    if (out / "meta" / "episodes.jsonl").exists():
+        return [json.loads(line) for line in (out / "meta" / "episodes.jsonl").open()]
+    return pq.read_table(out / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
+
+
+def check_image_stats(stats: dict) -> None:
+    image = stats["observation.images.image"]
+    assert np.asarray(image["mean"]).shape == (3, 1, 1)
+    assert 0 <= np.min(image["min"]) <= np.max(image["max"]) <= 1
+
+
+def test_lerobot_v21(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "lerobot"
+    assert armdata("export", built, "--format", "lerobot", "--lerobot-version", "2.1",
+                   "--out", out) == 0
+    summary = json.loads(capsys.readouterr().out)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v2.1" and info["total_episodes"] == EPISODES
+    assert info["fps"] == summary["fps"] == 5                  # Bridge's config, not a default
+    assert info["features"]["observation.images.image"]["dtype"] == "image"
+    assert summary["frames"] == info["total_frames"] == len(read_rows(built))
+    stats = [json.loads(line) for line in (out / "meta" / "episodes_stats.jsonl").open()]
+    assert [s["episode_index"] for s in stats] == list(range(EPISODES))
+    for s in stats:
+        assert set(s["stats"]) == set(info["features"])
+        check_image_stats(s["stats"])
+    # LeRobot loads the files without a features argument: each carries the datasets schema
+    import datasets
+
+    for path in sorted(out.glob("data/chunk-000/*.parquet")):
+        hf = json.loads(pq.read_schema(path).metadata[b"huggingface"])["info"]["features"]
+        features = datasets.Features.from_dict(hf)
+        assert isinstance(features["observation.images.image"], datasets.Image)
+        assert set(features) == set(info["features"])
+    read_back(out, built, video=False)
+
+
+def test_lerobot_v30_video(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "lerobot"
+    assert armdata("export", built, "--format", "lerobot", "--out", out) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["version"] == "v3.0" and summary["cameras"] == "video"
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 5
+    assert info["features"]["observation.images.image"]["dtype"] == "video"
+    assert (out / "videos" / "observation.images.image" / "chunk-000" / "file-000.mp4").exists()
+    stats = json.loads((out / "meta" / "stats.json").read_text())
+    assert set(stats) == set(info["features"]) and stats["action"]["count"] == [info["total_frames"]]
+    check_image_stats(stats)
+    episodes = lerobot_episodes(out)
+    assert [e["dataset_to_index"] - e["dataset_from_index"] for e in episodes] == \
+        [e["length"] for e in episodes]
+    read_back(out, built, video=True)
+
+
+def test_lerobot_v30_images_and_refusals(built: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "lerobot"
+    assert armdata("export", built, "--format", "lerobot", "--lerobot-images", "--out", out) == 0
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["features"]["observation.images.image"]["dtype"] == "image"
+    assert info["video_path"] is None
+    read_back(out, built, video=False)
+    assert armdata("export", built, "--format", "lerobot", "--out", out) == 2   # not empty
+    manifest = json.loads((built / "manifest.json").read_text())
+    no_fps = tmp_path / "no_fps"
+    no_fps.mkdir()
+    for item in built.iterdir():
+        (no_fps / item.name).symlink_to(item)
+    (no_fps / "manifest.json").unlink()
+    manifest["config"]["fps"] = None
+    (no_fps / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert armdata("export", no_fps, "--format", "lerobot", "--out", tmp_path / "x") == 2
+    assert "no `fps`" in capsys.readouterr().err

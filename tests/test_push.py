@@ -233,3 +233,34 @@ def test_every_hub_error_is_one_line(built: Path, hub: FakeHub, capsys: pytest.C
     err = capsys.readouterr().err
     assert err.startswith("armdata push: error: ") and len(err.strip().splitlines()) == 1, err
     assert expected in err and TOKEN not in err and "hf_wrong_token" not in err
+
+
+def test_card_license_size_and_language(built: Path, hub: FakeHub,
+                                        capsys: pytest.CaptureFixture) -> None:
+    assert armdata("push", built, "--repo", "org/lic", "--license", "cc-by-4") == 2
+    assert "not a Hub license id" in capsys.readouterr().err and not hub.calls   # nothing sent
+    assert armdata("push", built, "--repo", "org/lic") == 0       # the config's CC-BY-4.0
+    files = hub.repos["org/lic"].branches["main"]
+    front = yaml.safe_load(files["README.md"].decode().split("---\n")[1])
+    assert front["license"] == "cc-by-4.0" and "license_name" not in front
+    assert front["language"] == ["en"] and front["size_categories"] == ["n<1K"]
+    assert "LICENSE.md" not in files
+    assert armdata("push", built, "--repo", "org/lic", "--license", "other") == 0
+    files = hub.repos["org/lic"].branches["main"]
+    front = yaml.safe_load(files["README.md"].decode().split("---\n")[1])
+    assert front["license"] == "other" and front["license_link"] == "LICENSE.md"
+    assert front["license_name"] == "bridge-dataset-source-license"
+    assert "CC-BY-4.0" in files["LICENSE.md"].decode()
+
+
+def test_push_lerobot_export_tags_codebase_version(built: Path, hub: FakeHub,
+                                                   tmp_path: Path) -> None:
+    export = tmp_path / "lerobot"
+    assert armdata("export", built, "--format", "lerobot", "--out", export) == 0
+    assert armdata("push", export, "--repo", "org/lr") == 0
+    repo = hub.repos["org/lr"]
+    assert repo.branches["main"] == local_files(export)           # as exported, card included
+    assert repo.tags == {"v3.0": repo.commits[-1]}
+    front = yaml.safe_load(repo.branches["main"]["README.md"].decode().split("---\n")[1])
+    assert front["license"] == "cc-by-4.0" and "LeRobot" in front["tags"]
+    assert armdata("push", export, "--repo", "org/lr") == 0       # rerun: the tag exists, fine

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from armdata.schemas.columns import parse_objects
+from armdata.schemas.columns import normalize_point, parse_objects
 from armdata.models.planner import EndpointClient, EndpointError
 from armdata.schemas.episode import Episode, Step, encode_jpeg
 from tests.conftest import armdata, build, read_rows
@@ -270,46 +270,122 @@ def test_missing_first_frame_captions_the_next(tiny_dirs):
 
 # --- ECoT export and preview of a reasoning build ---------------------------------------------------
 
-def test_export_ecot_layout(built, tmp_path, capsys):
-    rows = read_rows(built)
-    assert armdata("export", built, "--format", "ecot", "--out", tmp_path / "ecot.json") == 0
-    stats = json.loads(capsys.readouterr().out)
-    data = json.loads((tmp_path / "ecot.json").read_text())
-    assert stats["episodes"] == int(EPISODES) and stats["steps"] == len(rows)
-    assert stats["steps_with_plan"] == len(rows) == stats["steps_with_objects"]
-    assert stats["steps_with_gripper_position"] == 0            # no trace stage ran
-    by_key = {(r["episode_id"], r["step"]): r for r in rows}
-    seen = 0
-    for file_path, episodes in data.items():
-        assert file_path.endswith(".npy")                        # Bridge's metadata file_path
-        for episode_id, entry in episodes.items():
-            assert set(entry) == {"reasoning", "features", "metadata"}
-            meta = entry["metadata"]
-            assert meta["file_path"] == file_path and meta["episode_id"] == episode_id
-            assert meta["n_steps"] == len(entry["reasoning"])
-            assert len(entry["features"]["move_primitive"]) == meta["n_steps"]
-            for step, fields in entry["reasoning"].items():
-                assert set(fields) == {"task", "plan", "subtask", "subtask_reason", "move",
-                                       "move_reason"}
-                match = [r for (eid, s), r in by_key.items() if s == int(step)
-                         and json.loads(r["episode_metadata"])["episode_id"] == int(episode_id)]
-                (row,) = match
-                assert fields["move"] == row["motion"] and fields["subtask"] == row["subtask"]
-                assert meta["caption"] == row["scene_caption"]
-                seen += 1
-            boxes = entry["features"]["bboxes"][0]
-            assert boxes and all(isinstance(p, str) and len(b) == 4 for p, b in boxes)
-    assert seen == len(rows)
+@pytest.fixture(scope="module")
+def bridge_ids(bridge_dir):
+    import tensorflow_datasets as tfds
+
+    ds = tfds.builder_from_directory(str(bridge_dir)).as_dataset(
+        split=f"train[:{EPISODES}]", read_config=tfds.ReadConfig(add_tfds_id=True),
+        decoders={"steps": tfds.decode.SkipDecoding()})
+    return ["bridge_dataset/" + ep["tfds_id"].decode() for ep in tfds.as_numpy(ds)]
 
 
-def test_export_ecot_needs_reasoning(bridge_dir, tmp_path):
-    from armdata.exports.ecot import ExportError, export_ecot
-
-    out = tmp_path / "plain"
+@pytest.fixture(scope="module")
+def full(bridge_dir, tiny_dirs, bridge_ids, tmp_path_factory):
+    """Trace + every reasoning part; the last episode gets no gripper point anywhere."""
+    root = tmp_path_factory.mktemp("ecot")
+    ids = bridge_ids
+    points = {ids[e]: {str(e + 1): [40.0 + 9 * e, 30.0 + 5 * e]} for e in range(len(ids) - 1)}
+    (root / "points.json").write_text(json.dumps(points))
+    out = root / "out"
+    args = model_args(tiny_dirs)
+    args[1] = "actions,trace,reasoning"
     assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
-                 "--max-episodes", "1") == 0
-    with pytest.raises(ExportError, match="without the reasoning stage"):
-        export_ecot(str(out), str(tmp_path / "x.json"))
+                 "--max-episodes", EPISODES, *args, "--localizer", "manual",
+                 "--manual-points", root / "points.json", "--tracker", "lk",
+                 "--trace-device", "cpu") == 0
+    return out
+
+
+def ecot_prompts(data: dict) -> dict[str, tuple[str, list]]:
+    """ECoT's loading path, written from the facts of SPEC §9: key `file_path_episode_id_step`
+    per reasoning entry (episodes without "reasoning" skipped), GRIPPER POSITION = this and the
+    next 4 positions joined with `+=` (past the end: the last pair again), VISIBLE OBJECTS from
+    `for prob, name, box`, the fields printed as they are (a null prints "None")."""
+    out = {}
+    for file_path, episodes in data.items():
+        for episode_id, entry in episodes.items():
+            if "reasoning" not in entry:
+                continue
+            features = entry["features"]
+            for key, fields in entry["reasoning"].items():
+                i, positions = int(key), []
+                for j in range(5):
+                    positions += (features["gripper_position"][i + j]
+                                  if i + j < len(features["gripper_position"]) else positions[-2:])
+                objects = ", ".join(f"{name} {box}" for prob, name, box in features["bboxes"][i])
+                tags = [("TASK", fields["task"]), ("PLAN", fields["plan"]),
+                        ("VISIBLE OBJECTS", objects),
+                        ("SUBTASK REASONING", fields["subtask_reason"]),
+                        ("SUBTASK", fields["subtask"]), ("MOVE REASONING", fields["move_reason"]),
+                        ("MOVE", fields["move"]), ("GRIPPER POSITION", positions)]
+                out[f"{file_path}_{episode_id}_{key}"] = (
+                    " ".join(f"{t}: {v}" for t, v in tags), positions)
+    return out
+
+
+def test_export_ecot_reads_in_ecots_loader(full, tmp_path, capsys):
+    rows = read_rows(full)
+    assert armdata("export", full, "--format", "ecot", "--out", tmp_path / "ecot.json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    data = json.loads((tmp_path / "ecot.json").read_text())
+    prompts = ecot_prompts(data)
+    kept = [r for r in rows if any(x["gripper_xy"] for x in rows
+                                   if x["episode_id"] == r["episode_id"])]
+    lengths = {r["episode_id"]: r["num_steps"] for r in kept}
+    assert summary["episodes"] == len(lengths) == int(EPISODES) - 1
+    assert summary["episodes_without_gripper_position"] == 1
+    assert summary["steps"] == len(prompts) == sum(lengths.values())
+    assert summary["steps_from_nearest_kept_step"] == sum(lengths.values()) - len(kept) > 0
+    assert summary["missing_parts_written_empty"] == []
+    for text, positions in prompts.values():
+        assert "None" not in text and len(positions) == 10
+        assert all(isinstance(v, int) and 0 <= v <= 255 for v in positions)
+    for r in kept:
+        meta = json.loads(r["episode_metadata"])
+        entry = data[meta["file_path"]][str(int(meta["episode_id"]))]
+        assert entry["metadata"]["n_steps"] == r["num_steps"]
+        assert sorted(entry["reasoning"], key=int) == [str(i) for i in range(r["num_steps"])]
+        text, positions = prompts[f"{meta['file_path']}_{int(meta['episode_id'])}_{r['step']}"]
+        assert f"MOVE: {r['motion']} GRIPPER" in text and f"SUBTASK: {r['subtask']} " in text
+        # indexed by source step: this step's own position, the one the build's text starts with
+        own = re.search(r"GRIPPER POSITION: \[(\d+), (\d+)", r["reasoning"]).groups()
+        assert positions[:2] == [int(v) for v in own]
+        boxes = entry["features"]["bboxes"][r["step"]]
+        assert [(name, tuple(box)) for _, name, box in boxes] == parse_objects(r["objects"])
+        np.testing.assert_allclose([p for p, _, _ in boxes], r["object_scores"], atol=1e-4)
+    assert armdata("export", full, "--format", "ecot", "--out", tmp_path / "ecot.json") == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_export_ecot_refuses_gaps(bridge_dir, built, bridge_ids, tmp_path, capsys):
+    assert armdata("export", built, "--format", "ecot", "--out", tmp_path / "a.json") == 2
+    assert "--stages ...,trace" in capsys.readouterr().err
+    motion_only = tmp_path / "motion"
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps({bridge_ids[0]: {"3": [50.0, 40.0]}}))
+    assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", motion_only,
+                 "--max-episodes", "1", "--stages", "actions,trace,reasoning",
+                 "--reasoning-parts", "motion", "--localizer", "manual", "--manual-points",
+                 points, "--tracker", "none", "--trace-device", "cpu") == 0
+    capsys.readouterr()
+    assert armdata("export", motion_only, "--format", "ecot", "--out", tmp_path / "b.json") == 2
+    err = capsys.readouterr().err.strip()
+    assert "reasoning part(s) caption, objects, plan" in err and "\n" not in err
+    assert not (tmp_path / "b.json").exists()
+    assert armdata("export", motion_only, "--format", "ecot", "--out", tmp_path / "b.json",
+                   "--allow-missing-parts") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["missing_parts_written_empty"] == ["caption", "objects", "plan"]
+    assert summary["empty_plan"] == summary["empty_subtask"] == summary["steps"] > 0
+    assert summary["gripper_position_from_another_step"] == summary["steps"] - 1
+    prompts = ecot_prompts(json.loads((tmp_path / "b.json").read_text()))
+    assert len(prompts) == summary["steps"]
+    row = read_rows(motion_only)[0]
+    seed = normalize_point(50.0, 40.0, row["image_width"], row["image_height"])
+    for text, positions in prompts.values():
+        assert "None" not in text and "PLAN:  VISIBLE OBJECTS:  SUBTASK" in text
+        assert positions == seed * 5
 
 
 def test_preview_shows_motion_subtask_objects(built, tmp_path):

@@ -314,14 +314,16 @@ class ReasoningStage(Stage):
             self.count("plan_invalid_answers")
             return None, str(exc)
 
-    def _objects(self, episode: Episode, caption: str | None) -> list[str | None]:
-        """Per step: detections of the caption's phrases, on every `objects_every`-th step."""
+    def _objects(self, episode: Episode, caption: str | None
+                 ) -> list[tuple[str, list[float]] | None]:
+        """Per step: detections of the caption's phrases (the `objects` text and each box's
+        score), on every `objects_every`-th step."""
         phrases = caption_phrases(caption) if caption else []
         if not phrases:
             self.count("objects_no_phrases")
             return [None] * len(episode.steps)
         chosen = list(range(0, len(episode.steps), self.objects_every))
-        found: dict[int, str] = {}
+        found: dict[int, tuple[str, list[float]]] = {}
         for start in range(0, len(chosen), self.objects_batch_size):
             batch = chosen[start:start + self.objects_batch_size]
             try:
@@ -334,7 +336,8 @@ class ReasoningStage(Stage):
                 self.count("objects_frame_size_varies")
                 continue
             for p, boxes in zip(batch, self._detector.detect(frames, phrases)):
-                found[p] = serialize_objects(boxes)
+                found[p] = (serialize_objects([(phrase, box) for phrase, box, _ in boxes]),
+                            [score for *_, score in boxes])
             self.count("detector_frames", len(batch))
             self.count("detector_batches")
         out, last = [], None
@@ -344,14 +347,16 @@ class ReasoningStage(Stage):
         return out
 
     def _fill(self, episode: Episode, motions: list[str] | None, caption: str | None,
-              objects: list[str | None] | None, plan: Plan | None, labels: list[str]) -> None:
+              objects: list[tuple[str, list[float]] | None] | None, plan: Plan | None,
+              labels: list[str]) -> None:
         indices = [s.index for s in episode.steps]
         per_step = plan.per_step(indices, motion_runs(labels, indices)) if plan else None
         points = [s.gripper_xy for s in episode.steps]
         for p, step in enumerate(episode.steps):
             step.motion = motions[p] if motions else None
             step.scene_caption = caption
-            step.objects = objects[p] if objects else None
+            found = objects[p] if objects else None
+            step.objects, step.object_scores = found if found else (None, None)
             if per_step:
                 remaining, sub, move_reason = per_step[p]
                 step.plan, step.subtask = remaining, sub.text

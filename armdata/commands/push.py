@@ -8,6 +8,10 @@ pretty name, in one `upload_folder` commit. A rerun is cheap: the Hub already ho
 objects (LFS by sha256), so only missing bytes are sent and unchanged files drop out of the
 commit; stale shards of an earlier, different build are deleted in the same commit.
 
+A LeRobot export (`armdata export --format lerobot`: meta/info.json, no manifest.json) is pushed
+as it is, its own card included, and the repo is tagged with its codebase_version (v3.0/v2.1),
+the tag LeRobot's loader resolves.
+
 The token is read from the environment (`HF_TOKEN`) only; it is never logged or written anywhere.
 """
 from __future__ import annotations
@@ -24,7 +28,7 @@ from urllib.parse import urlparse
 from armdata.errors import BuildError
 from armdata.wording import count
 from armdata.pipeline.sinks import storage
-from armdata.pipeline.sinks.card import dataset_card
+from armdata.pipeline.sinks.card import LICENSE_PATH, dataset_card, hub_license, license_text
 from armdata.pipeline.sinks.finalize import CARD_PATH, MANIFEST_PATH, STATISTICS_PATH
 from armdata.pipeline.sinks.manifest import describe, file_problems, load_manifest
 
@@ -45,13 +49,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "push", help="upload a built dataset to the Hugging Face Hub",
         description=f"Verify a finished build and upload it as a dataset repo. The token comes "
                     f"from the {TOKEN_ENV} environment variable only; HF_ENDPOINT selects the Hub.")
-    p.add_argument("output", help="a local directory written by `armdata build`")
+    p.add_argument("output", help="a local directory written by `armdata build`, or by "
+                                  "`armdata export --format lerobot` (pushed with its card and "
+                                  "tagged with its codebase_version)")
     p.add_argument("--repo", required=True, help="dataset repo id, ORG/NAME")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--revision", help="branch to push to (created if missing; default main)")
-    p.add_argument("--license", default="other",
-                   help="Hub license id for the card (default: other, i.e. the source's license "
-                        "applies)")
+    p.add_argument("--license", default=None,
+                   help="Hub license id for the card, checked against the Hub's ids before any "
+                        "upload (default: the config's `license:`, else other: the source's "
+                        "license applies, named in LICENSE.md)")
     p.add_argument("--pretty-name", help="human-readable dataset name for the card")
     p.set_defaults(func=run)
 
@@ -73,28 +80,69 @@ def build_files(output: str) -> tuple[dict[str, Any], list[str]]:
     return manifest, paths
 
 
-def stage_folder(output: str, paths: list[str], card: str, folder: Path) -> None:
-    """The repo's content as symlinks to the build's files plus the card (nothing is copied)."""
+def stage_folder(output: str, paths: list[str], card: str | None, folder: Path,
+                 license_md: str | None = None) -> None:
+    """The repo's content as symlinks to the output's files plus the card (None: the output
+    has its own) and, for license "other", the LICENSE.md it links (nothing is copied)."""
     for rel in paths:
         target = folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(os.path.abspath(os.path.join(output, rel)))
-    (folder / "README.md").write_text(card)
+    if card is not None:
+        (folder / "README.md").write_text(card)
+    if license_md is not None:
+        (folder / LICENSE_PATH).write_text(license_md)
+
+
+def lerobot_export(output: str) -> dict[str, Any] | None:
+    """The info.json of a LeRobot export (`armdata export --format lerobot`), else None."""
+    info = Path(output, "meta", "info.json")
+    if Path(output, MANIFEST_PATH).exists() or not info.is_file():
+        return None
+    return json.loads(info.read_text())
+
+
+def lerobot_files(output: str) -> list[str]:
+    """Every file of a LeRobot export (links refused: they are never followed)."""
+    paths = []
+    for path in sorted(Path(output).rglob("*")):
+        if path.is_symlink():
+            raise PushError(f"{path}: a link in the export; push uploads plain files only")
+        if path.is_file():
+            paths.append(str(path.relative_to(output)))
+    return paths
 
 
 def push(output: str, repo: str, private: bool = False, revision: str | None = None,
-         license: str = "other", pretty_name: str | None = None) -> str:
-    """Verify and upload; returns the commit URL."""
+         license: str | None = None, pretty_name: str | None = None) -> str:
+    """Verify and upload a build, or a LeRobot export (its own card, then the tag of its
+    codebase_version, which LeRobot's loader looks for); returns the commit URL."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HTTPError
 
-    manifest, paths = build_files(output)
+    info = lerobot_export(output)
+    if info is not None:
+        paths, card, license_md = lerobot_files(output), None, None
+        tag, delete = info["codebase_version"], ["data/*", "videos/*", "meta/*"]
+        message = (f"armdata: LeRobot {tag} export, {info['total_episodes']} episodes, "
+                   f"{info['total_frames']} frames")
+    else:
+        manifest, paths = build_files(output)
+        try:
+            license = hub_license(license, manifest["config"])
+        except ValueError as exc:
+            raise PushError(str(exc)) from exc
+        stats = json.loads(Path(output, STATISTICS_PATH).read_text()) or None
+        card = dataset_card(manifest, stats, license=license, pretty_name=pretty_name)
+        license_md = license_text(manifest) if license == "other" else None
+        # shards of an earlier build with another shard count would break data/train-*
+        tag, delete = None, ["data/*", "rejected/*"]
+        message = (f"armdata {manifest['armdata_version']}: {manifest['config']['name']}, "
+                   f"{manifest['counts']['steps_out']} steps in {count(manifest['num_shards'], 'shard')}")
     token = os.environ.get(TOKEN_ENV)
     if not token:
         raise PushError(f"set {TOKEN_ENV} to a Hub token with write access (it is read from the "
                         f"environment only)")
-    stats = json.loads(Path(output, STATISTICS_PATH).read_text()) or None
-    card = dataset_card(manifest, stats, license=license, pretty_name=pretty_name)
     endpoint = constants.ENDPOINT
     if urlparse(endpoint).scheme not in ("http", "https") or not urlparse(endpoint).netloc:
         raise PushError(f"HF_ENDPOINT {endpoint!r} is not an http:// or https:// URL")
@@ -105,19 +153,18 @@ def push(output: str, repo: str, private: bool = False, revision: str | None = N
         if revision:
             api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="armdata-push-") as tmp:
-            stage_folder(output, paths, card, Path(tmp))
-            info = api.upload_folder(
+            stage_folder(output, paths, card, Path(tmp), license_md)
+            commit = api.upload_folder(
                 repo_id=repo, repo_type="dataset", folder_path=tmp, revision=revision,
-                # shards of an earlier build with another shard count would break data/train-*
-                delete_patterns=["data/*", "rejected/*"],
-                commit_message=f"armdata {manifest['armdata_version']}: "
-                               f"{manifest['config']['name']}, "
-                               f"{manifest['counts']['steps_out']} steps in "
-                               f"{count(manifest['num_shards'], 'shard')}")
+                delete_patterns=delete, commit_message=message)
+        if tag:
+            api.create_tag(repo, tag=tag, repo_type="dataset", revision=revision,
+                           exist_ok=True)
     except (HTTPError, OSError) as exc:
         raise PushError(hub_error(exc, endpoint)) from exc
-    log.info("pushed %d files to %s", len(paths) + 1, info.commit_url)
-    return info.commit_url
+    log.info("pushed %d files to %s%s", len(paths) + (card is not None), commit.commit_url,
+             f", tagged {tag}" if tag else "")
+    return commit.commit_url
 
 
 def hub_error(exc: BaseException, endpoint: str) -> str:

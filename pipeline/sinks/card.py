@@ -38,6 +38,7 @@ COLUMN_DOCS = {
     "motion": "language motion over the next steps, SPEC §7 (reasoning stage)",
     "scene_caption": "VLM caption of the episode's first frame (reasoning stage)",
     "objects": "`phrase [x0, y0, x1, y1], ...` open-vocabulary detections (reasoning stage)",
+    "object_scores": "the detector's score of each box in `objects` (reasoning stage)",
     "plan": "JSON list of the high-level plan steps that remain (reasoning stage)",
     "subtask": "current subtask (reasoning stage)",
     "subtask_reason": "why this subtask (reasoning stage)",
@@ -47,16 +48,69 @@ COLUMN_DOCS = {
 }
 
 
-def dataset_card(manifest: dict[str, Any], stats: dict[str, Any] | None, license: str = "other",
-                 pretty_name: str | None = None) -> str:
-    """`license` is a Hub license id (`armdata push --license`); "other" when the source's
-    license applies and is not given."""
+# The Hub's license ids (huggingface.co/docs/hub/repositories-licenses); anything else is "other"
+# with a license_name and license_link.
+HUB_LICENSES = frozenset("""
+    apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0
+    bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause
+    bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0
+    cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
+    cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0
+    cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1
+    eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research
+    intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openrail++ osl-3.0
+    postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3
+    llama3.1 llama3.2 llama3.3 gemma unknown other""".split())
+LICENSE_PATH = "LICENSE.md"
+# upper bounds of the Hub's size_categories (rows)
+SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                   (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
+                   (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+
+
+def hub_license(license: str | None, config: dict[str, Any]) -> str:
+    """The card's license id: `license` (push --license; ValueError for an id the Hub does not
+    know, so that it is refused before anything is uploaded), else the config's `license:` as a
+    Hub id (SPDX ids lower-cased), else "other"."""
+    if license is not None:
+        if license not in HUB_LICENSES:
+            raise ValueError(f"--license {license!r} is not a Hub license id (e.g. cc-by-4.0, "
+                             f"mit, apache-2.0; or other)")
+        return license
+    declared = str(config.get("license") or "").lower()
+    return declared if declared in HUB_LICENSES else "other"
+
+
+def license_text(manifest: dict[str, Any]) -> str:
+    """LICENSE.md of a card whose license is "other" (its license_link)."""
+    source, declared = manifest["source"], manifest["config"].get("license")
+    return (f"# License\n\nThis dataset is derived from `{source['builder_name']}` "
+            f"{source['version']}; the license of that source dataset applies"
+            f"{f' ({declared})' if declared else ''}.\n")
+
+
+def size_category(rows: int) -> str:
+    return next((name for bound, name in SIZE_CATEGORIES if rows < bound), "n>1B")
+
+
+def dataset_card(manifest: dict[str, Any], stats: dict[str, Any] | None,
+                 license: str | None = None, pretty_name: str | None = None) -> str:
+    """`license` is a Hub license id (`armdata push --license`); by default the config's; "other"
+    (the source's license applies, named and linked) when neither says."""
     counts = manifest["counts"]
     source = manifest["source"]
     name = manifest["config"]["name"]
+    license = hub_license(license, manifest["config"])
+    other = [f"license_name: {name.lower().replace('_', '-')}-source-license",
+             f"license_link: {LICENSE_PATH}"] if license == "other" else []
     lines = [
         "---",
         f"license: {license}",
+        *other,
+        "language:",
+        "- en",
+        "size_categories:",
+        f"- {size_category(counts['steps_out'])}",
         f"pretty_name: {json.dumps(pretty_name or f'{name} for action reasoning models')}",
         "task_categories:",
         "- robotics",
