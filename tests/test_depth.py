@@ -223,5 +223,8 @@ def test_depth_tokens_offline_hub_error(tmp_path: Path, monkeypatch: pytest.Monk
         raise OSError("no network")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    assert run_depth_tokens("--device", "cpu", str(tmp_path / "x.png")) == 2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")   # no reachability probe: the hint is what counts
+    image = tmp_path / "x.png"                    # an existing file: missing files are refused first
+    Image.new("RGB", (8, 8)).save(image)
+    assert run_depth_tokens("--device", "cpu", str(image)) == 2
     assert "--vqvae PATH" in capsys.readouterr().err

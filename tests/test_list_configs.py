@@ -38,3 +38,4 @@ def test_check_source(bridge_dir, tmp_path, capsys):
     assert armdata("configs", "--config", "toto") == 2
     assert capsys.readouterr().err.strip() == \
         "armdata configs: error: --config is for --check SOURCE"
+

@@ -368,3 +368,13 @@ def test_mock_builds_with_published_actions(name, mocks, tmp_path):
     assert seen == len(rows)
     stats = json.loads((out / "dataset_statistics.json").read_text())[name]
     assert stats["num_trajectories"] == 3 and stats["config_version"] == config.version
+
+
+def test_check_reports_arm_positions_that_only_trace_needs(mocks, capsys):
+    """language_table's state is 2-d (x, y): its actions build (above), `configs --check` says
+    the trace and reasoning stages cannot use it (a trace build is refused: test_safety)."""
+    source = mocks["language_table"][0]
+    assert armdata("configs", "--check", source, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["arm_positions"].startswith("unusable for --stages trace/reasoning")
+    assert "xyz_indices [0, 1, 2]" in report["arm_positions"]

@@ -210,7 +210,7 @@ def argparse_namespace():
 def test_bad_depth_model_and_manual_points_fail_before_beam(source, vqvae, tmp_path, capsys):
     assert small_build(source, tmp_path / "o", "--stages", "actions,depth", "--vqvae", vqvae,
                        "--depth-model", tmp_path / "no_model") == 2
-    assert "no_model is not a model directory" in capsys.readouterr().err
+    assert "no_model: no such model directory" in capsys.readouterr().err
     points = tmp_path / "points.json"
     points.write_text("[1, 2]")
     for path, message in ((tmp_path / "none.json", "does not exist"),

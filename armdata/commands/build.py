@@ -248,7 +248,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         plan = plan_lerobot(args.source, args.split, args.max_episodes)
     else:
         plan = plan_source(args.source, args.split, args.max_episodes, strict=args.strict)
-        check_config_keys(config, args.source)   # after: a wrong --source is one line
+        # after: a wrong --source is one line; arm positions matter to trace and reasoning only
+        check_config_keys(config, args.source, bool({"trace", "reasoning"} & set(names)))
     if plan.num_episodes == 0:
         raise BuildError(f"split {args.split!r} of {args.source} selects no episode")
     stats = None

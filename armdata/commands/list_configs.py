@@ -10,7 +10,7 @@ from typing import Any
 from armdata.pipeline.sinks import storage
 from armdata.errors import UsageError
 from armdata.pipeline.sources.features import check_config_keys, source_features
-from armdata.schemas.config import DatasetConfig, available_configs, load_config
+from armdata.schemas.config import ConfigError, DatasetConfig, available_configs, load_config
 
 log = logging.getLogger(__name__)
 EXAMPLE = "generic_example"   # documents the generic form; not a dataset
@@ -63,8 +63,13 @@ def check(directory: str, name: str | None) -> dict[str, Any]:
     if source_features(directory) is None:
         raise UsageError(f"{directory}: no readable features.json to check config "
                          f"{config.name!r} against")
-    check_config_keys(config, directory)
-    return {**summary(config), "checked": directory}
+    check_config_keys(config, directory, arm_positions=False)   # what every build needs
+    try:   # arm positions: only the trace and reasoning stages read them
+        check_config_keys(config, directory)
+        positions = "ok"
+    except ConfigError as exc:
+        positions = f"unusable for --stages trace/reasoning: {exc}"
+    return {**summary(config), "checked": directory, "arm_positions": positions}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             note = "" if report["action_space"] != "unsupported" else \
                 f" (but its action space is unsupported: {report['unsupported_reason']})"
             print(f"config {report['name']!r} matches {args.check}{note}")
+            if report["arm_positions"] != "ok":
+                print(f"arm positions: {report['arm_positions']}")
         return 0
     if args.config:
         raise UsageError("--config is for --check SOURCE")

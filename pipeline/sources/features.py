@@ -67,10 +67,11 @@ def config_keys(config: DatasetConfig) -> dict[str, str]:
     return out
 
 
-def check_config_keys(config: DatasetConfig, directory: str) -> None:
+def check_config_keys(config: DatasetConfig, directory: str, arm_positions: bool = True) -> None:
     """Raise ConfigError naming the first config key the source does not have (a key names a
-    feature or a group of them: `action` for `action/world_vector`, ...), or an arm whose
-    xyz_indices lie outside the state (which would make every trace null)."""
+    feature or a group of them: `action` for `action/world_vector`, ...), or, where the stages
+    read the arms' positions (`arm_positions`: trace, reasoning), an arm whose xyz_indices lie
+    outside the state (which would make every trace null)."""
     features = source_features(directory)
     if features is None:
         return
@@ -85,7 +86,7 @@ def check_config_keys(config: DatasetConfig, directory: str) -> None:
                           f"{', '.join(present) or 'none'}")
     state = features.get(STEPS + config.state_key) if config.state_key else None
     width = flat_width(state) if state is not None else None
-    for i, arm in enumerate(config.arms):
+    for i, arm in enumerate(config.arms if arm_positions else ()):
         if width is not None and max(arm.xyz_indices) >= width:
             raise ConfigError(f"config {config.name!r}: arms[{i}].xyz_indices "
                               f"{list(arm.xyz_indices)} are outside state_key "
