@@ -11,6 +11,8 @@ from armdata import logs
 if __name__ == "__main__":
     # Per-slice progress is the launcher's progress bar; workers only report problems.
     logs.configure(logs.is_verbose(), level=logging.WARNING)
+    if not logs.is_verbose():
+        sys.stderr = logs.CutTracebacks(sys.stderr)
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)

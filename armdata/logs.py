@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any, TextIO
 
 OURS = ("armdata", "__main__")   # our packages, and benchmark scripts run as __main__
 VERBOSE_ENV = "ARMDATA_VERBOSE"   # inherited by local worker processes
@@ -43,6 +44,32 @@ class LibraryNoise(logging.Filter):
         record.msg, record.args = first, None
         record.exc_info = record.exc_text = record.stack_info = None
         return True
+
+
+class CutTracebacks:
+    """A text stream that writes a printed traceback as its last line: Beam's worker prints the
+    traceback of a failed bundle straight to stderr (besides logging it), so a worker's disk-full
+    or bug would otherwise put ~130 lines before the launcher's one-line error."""
+
+    MARK = "Traceback (most recent call last):"
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.cut = False   # print() writes its end="\n" separately: not a line of its own
+
+    def write(self, text: str) -> int:
+        if self.MARK in text:
+            last = [line for line in text.splitlines() if line.strip()][-1]
+            self.stream.write(f"{last.strip()} [traceback cut; -v shows all]\n")
+            self.cut = True
+        else:
+            if not (self.cut and text == "\n"):
+                self.stream.write(text)
+            self.cut = False
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:   # flush, fileno, isatty, ...
+        return getattr(self.stream, name)
 
 
 def configure(verbose: bool, level: int = logging.INFO) -> None:

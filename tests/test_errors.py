@@ -221,3 +221,20 @@ def test_plain_build_prints_progress_and_summary_only(tmp_path):
              if line.strip() and not line.startswith("episodes through all stages")]
     assert [line.split(" ", 3)[-1] for line in lines] == [
         line.split(" ", 3)[-1] for line in lines if " armdata.commands.build: building " in line], lines
+
+
+def test_worker_stderr_cuts_a_printed_traceback_to_its_last_line():
+    """Beam's worker prints a failed bundle's traceback to stderr; the worker entry point cuts it."""
+    import io
+    import traceback
+
+    out = io.StringIO()
+    stream = logs.CutTracebacks(out)
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError:
+        print(traceback.format_exc(), file=stream)
+    print("plain line", file=stream)
+    lines = out.getvalue().splitlines()
+    assert lines == ["OSError: [Errno 28] No space left on device [traceback cut; -v shows all]",
+                     "plain line"], lines
