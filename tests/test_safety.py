@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from armdata.pipeline.sinks import storage
+from armdata.wording import count
 from armdata.testing.synthetic import write_synthetic_rlds
 from tests.conftest import REPO, armdata, build, rejected
 from armdata.testing.tiny_models import make_tiny_vqvae
@@ -299,7 +300,8 @@ def test_manifest_lists_every_file_with_its_sha256(published):
 def test_inspect_verify_checks_every_listed_file(published, tmp_path, capsys):
     manifest = json.loads((published / "manifest.json").read_text())
     assert armdata("inspect", published, "--verify") == 0
-    assert (f"verified: {len(manifest['files'])} files ({manifest['num_shards']} shards)"
+    assert (f"verified: {count(len(manifest['files']), 'file')} "
+            f"({count(manifest['num_shards'], 'shard')})"
             in capsys.readouterr().out)
     copy = tmp_path / "copy"
     shutil.copytree(published, copy)

@@ -152,8 +152,8 @@ def print_report(rep: dict[str, Any]) -> None:
     if rep["files_bad"]:
         print("VERIFY FAILED: " + "; ".join(rep["files_bad"]))
     elif rep["verified"]:
-        print(f"verified: {rep['files_listed']} files ({count(rep['num_shards'], 'shard')}) match their "
-              f"sha256 in {MANIFEST_PATH}")
+        print(f"verified: {count(rep['files_listed'], 'file')} "
+              f"({count(rep['num_shards'], 'shard')}) match their sha256 in {MANIFEST_PATH}")
     for row in rep["samples"]:
         print(f"- {row['episode_id']} step {row['step']} ({row['image_width']}x"
               f"{row['image_height']}): {row['instruction']!r}")
