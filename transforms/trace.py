@@ -360,6 +360,20 @@ class TraceStage(Stage):
             self.count("trace_steps_visible", int(first["gripper_visible"]))
 
 
+def add_model_arguments(parser: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """The pointing model's and CoTracker3's options, shared by the trace stage and `armdata
+    track`: which model, and whether code that comes with it may run."""
+    parser.add_argument("--pointing-model", default=DEFAULT_POINTING_MODEL,
+                        help="transformers pointing VLM (Hub id or directory) for pointing/fit")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow the pointing model's own code (needed for Molmo)")
+    parser.add_argument("--cotracker-repo",
+                        help="local clone of facebookresearch/co-tracker (its code runs)")
+    parser.add_argument("--trust-cotracker-code", action="store_true",
+                        help="without --cotracker-repo: allow torch.hub to download and run "
+                             "facebookresearch/co-tracker's code from GitHub")
+
+
 def add_build_arguments(parser: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
     parser.add_argument("--localizer", choices=LOCALIZERS, default=None,
                         help="how the gripper is found (default: projection when the config has a "
@@ -368,21 +382,13 @@ def add_build_arguments(parser: argparse._ArgumentGroup | argparse.ArgumentParse
                         help="how it is followed between frames (affine: appearance alignment "
                              "through turns, scale and light; lk: Lucas-Kanade; cotracker3; "
                              "none = localize every frame)")
-    parser.add_argument("--pointing-model", default=DEFAULT_POINTING_MODEL,
-                        help="transformers pointing VLM (Hub id or directory) for pointing/fit")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow the pointing model's own code (needed for Molmo)")
+    add_model_arguments(parser)
     parser.add_argument("--pointing-batch-size", type=int, default=8)
     parser.add_argument("--manual-points", help="JSON/CSV of points for --localizer manual")
     parser.add_argument("--fit-frames", type=int, default=16,
                         help="frames pointed at per episode by --localizer fit")
     parser.add_argument("--fit-threshold", type=float, default=4.0,
                         help="RANSAC inlier threshold (px) for --localizer fit")
-    parser.add_argument("--cotracker-repo",
-                        help="local clone of facebookresearch/co-tracker (its code runs)")
-    parser.add_argument("--trust-cotracker-code", action="store_true",
-                        help="without --cotracker-repo: allow torch.hub to download and run "
-                             "facebookresearch/co-tracker's code from GitHub")
     parser.add_argument("--cotracker-offline-max-frames", type=int, default=200,
                         help="longer episode halves use CoTracker3 online")
     parser.add_argument("--no-state-guide", dest="state_guide", action="store_false",

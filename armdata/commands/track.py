@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 
 from armdata.models.device import DEVICE_CHOICES, resolve_device
-from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, PointingLocalizer, \
+from armdata.models.localizers import Clip, PointingLocalizer, \
     load_pointing_model
 from armdata.models.trackers import AffineTracker, LKTracker, check_cotracker_source, cotracker_from_hub
 from armdata.errors import UsageError
 from armdata.schemas.config import ArmConfig
+from armdata.transforms.trace import add_model_arguments
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -82,14 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "changes; lk: Lucas-Kanade; cotracker3: learned, needs its weights")
     p.add_argument("--localizer", choices=("pointing",),
                    help="find the point at --frame with a pointing model instead of --point")
-    p.add_argument("--pointing-model", default=DEFAULT_POINTING_MODEL)
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow the pointing model's own code (needed for Molmo)")
-    p.add_argument("--cotracker-repo",
-                   help="local clone of facebookresearch/co-tracker (its code runs)")
-    p.add_argument("--trust-cotracker-code", action="store_true",
-                   help="without --cotracker-repo: allow torch.hub to download and run "
-                        "facebookresearch/co-tracker's code from GitHub")
+    add_model_arguments(p)
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="device for the pointing model and CoTracker3")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
