@@ -1,4 +1,4 @@
-"""`armdata push` against a local Hub stand-in (tests/fake_hub.py): refuses incomplete or corrupt
+"""`armdata push` against a local Hub stand-in (tests/commands/fake_hub.py): refuses incomplete or corrupt
 builds, uploads every byte of the build plus the card, resumes after a failed commit without
 re-sending bytes, keeps the token out of logs; the shards load with `datasets` as images."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import armdata, build
-from tests.fake_hub import FakeHub
+from tests.commands.fake_hub import FakeHub
 
 TOKEN = "hf_test_secret_token_123"
 

@@ -14,7 +14,7 @@ from PIL import Image
 from armdata.models import vqvae as vq
 from armdata.models.vqvae import VQVAE, load_vqvae, resize_u8_like_pil, save_vqvae, vqvae_input
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vqvae_molmoact"
+FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "vqvae_molmoact"
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Every Open-X magic-soup config builds a mock of its dataset with `--stages actions`.
 
 Each mock is written with tfds' own writer from the dataset's TFDS feature spec (below, in
-`tests/oxe_mocks.py` notation: keys, shapes, dtypes, nesting, image encodings, kuka's zlib
+`tests/configs/oxe_mocks.py` notation: keys, shapes, dtypes, nesting, image encodings, kuka's zlib
 tensors), 3 episodes × 10 steps. Each dataset's expected canonical actions are written here from
 the published transform (Octo `oxe_standardization_transforms.py` / OpenVLA's copy), with this
 module's own loop-by-loop gripper rules, and compared with every row; so are the instructions
@@ -17,7 +17,7 @@ import pytest
 
 from armdata.schemas.config import load_config
 from tests.conftest import armdata, build, read_rows, rejected
-from tests.oxe_mocks import write_mock
+from tests.configs.oxe_mocks import write_mock
 
 # --- the published gripper rules, written out as loops -----------------------------------------
 

@@ -1,6 +1,6 @@
 """`armdata export`: MolmoAct's save_to_disk layout (SPEC §6) and LeRobot v2.1 / v3.0 (SPEC §9),
 read back with `datasets` and with our own LeRobot reader (LeRobot's own reader:
-tests/test_lerobot_interop.py)."""
+tests/exports/test_lerobot_interop.py)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, plan_lerobot
 from armdata.schemas.episode import load_image
 from armdata.schemas.output import image_bytes
 from tests.conftest import armdata, build, read_rows
-from tests.test_build_stages import CPU
+from tests.commands.test_build_stages import CPU
 from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
 EPISODES = 3

@@ -18,7 +18,7 @@ from armdata.schemas.output import image_bytes
 from armdata.testing import lerobot_data
 from armdata.testing.consumer_env import LEROBOT_READERS, consumer_python
 from tests.conftest import armdata, build, read_rows
-from tests.test_export import lerobot_episodes
+from tests.exports.test_export import lerobot_episodes
 
 READER = Path(lerobot_data.__file__).with_name("lerobot_reader.py")
 EPISODE = 1   # the episode whose every frame is decoded

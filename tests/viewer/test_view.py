@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import Browser, find_chromium
+from tests.viewer.browser import Browser, find_chromium
 from tests.conftest import armdata, read_rows
 from armdata.testing.tiny_models import make_tiny_vqvae
-from tests.view_data import H, W, write_view_dataset
+from tests.viewer.view_data import H, W, write_view_dataset
 from armdata.transforms.plan import compose_reasoning
 from armdata.viewer.dataset import overview
 from armdata.viewer.episode import plan_position, slug, split_reasoning

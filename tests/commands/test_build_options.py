@@ -85,7 +85,7 @@ def test_build_command_line_starts_without_torch_or_tensorflow():
             "make_parser(['build', '--help']).parse_known_args(['build', '--config', 'x', "
             "'--source', 's', '--output', 'o']); "
             "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

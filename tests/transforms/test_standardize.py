@@ -16,7 +16,7 @@ from armdata.transforms.standardize import (FUNCTIONS, StandardizeError, gripper
                                     gripper_relative_to_absolute, jsonable, standardize_episode,
                                     step_field)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 BRIDGE_DEBUG = SHARED / "data" / "bridge_debug" / "bridge_dataset" / "1.0.0"
 
 
