@@ -4,7 +4,9 @@ A spec is a nested dict of the episode's features in a short notation: `f32[7]` 
 Tensor of shape (7,), `f32` a float32 Scalar, `bool` a bool Scalar, `str` a string Tensor of
 shape () (how Google's Open-X conversions store `natural_language_instruction`), `text` a Text
 feature (the `*_converted_externally_to_rlds` datasets' `language_instruction`),
-`jpeg[H,W,3]` / `png[H,W,3]` an Image, `zlib f32[7]` a zlib-encoded Tensor (kuka).
+`jpeg[H,W,3]` / `png[H,W,3]` an Image, `zlib f32[7]` a zlib-encoded Tensor (kuka),
+`image f32[H,W,1]` a float32 Image (tfds stores it as a 4-channel PNG of the float's bytes;
+berkeley_autolab_ur5's `image_with_depth`).
 `write_mock` fills every field with deterministic values (frames: smooth pictures; floats: small
 normals), lets a dataset override fields (gripper commands, instructions), and returns the
 version directory together with the values written, for the test's expectations.
@@ -27,33 +29,37 @@ from armdata.schemas.episode import encode_jpeg
 
 Spec = dict[str, Any]
 Override = Callable[[np.random.Generator, int, int], Any]   # (rng, episode, T) -> (T, ...) values
-LEAF = re.compile(r"^(?:(zlib) )?(f32|f64|i32|i64|u8|bool|str|text|jpeg|png)(?:\[([\d,]+)\])?$")
+LEAF = re.compile(
+    r"^(?:(zlib|image) )?(f32|f64|i32|i64|u8|bool|str|text|jpeg|png)(?:\[([\d,]+)\])?$")
 DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64,
           "u8": np.uint8, "bool": np.bool_}
 
 
-def _parse(leaf: str) -> tuple[bool, str, tuple[int, ...] | None]:
+def _parse(leaf: str) -> tuple[str, str, tuple[int, ...] | None]:
+    """(prefix: "", "zlib" or "image"; kind; shape)."""
     match = LEAF.match(leaf)
     if not match:
         raise ValueError(f"bad spec leaf {leaf!r}")
-    zlib, kind, dims = match.groups()
-    return bool(zlib), kind, tuple(int(d) for d in dims.split(",")) if dims else None
+    prefix, kind, dims = match.groups()
+    return prefix or "", kind, tuple(int(d) for d in dims.split(",")) if dims else None
 
 
 def feature(spec: Any) -> Any:
     """The tfds feature for a spec (nested dicts become FeaturesDicts)."""
     if isinstance(spec, dict):
         return tfds.features.FeaturesDict({k: feature(v) for k, v in spec.items()})
-    zlib, kind, shape = _parse(spec)
+    prefix, kind, shape = _parse(spec)
     if kind in ("jpeg", "png"):
         return tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format=kind)
+    if prefix == "image":
+        return tfds.features.Image(shape=shape, dtype=DTYPES[kind])
     if kind == "text":
         return tfds.features.Text()
     if kind == "str":
         return tfds.features.Tensor(shape=(), dtype=np.str_)
     if shape is None:
         return tfds.features.Scalar(dtype=DTYPES[kind])
-    encoding = tfds.features.Encoding.ZLIB if zlib else tfds.features.Encoding.NONE
+    encoding = tfds.features.Encoding.ZLIB if prefix == "zlib" else tfds.features.Encoding.NONE
     return tfds.features.Tensor(shape=shape, dtype=DTYPES[kind], encoding=encoding)
 
 

@@ -6,6 +6,10 @@ tensors), 3 episodes × 10 steps. Each dataset's expected canonical actions are 
 the published transform (Octo `oxe_standardization_transforms.py` / OpenVLA's copy), with this
 module's own loop-by-loop gripper rules, and compared with every row; so are the instructions
 and the primary/wrist frames (bytes as written).
+
+Where each spec was checked is written beside its entry. The TFDS catalog pages give keys, shapes,
+dtypes, nesting and version, not image encodings: jpeg for Google's conversions and png for the
+`*_converted_externally_to_rlds` ones are unverified except where an entry says otherwise.
 """
 from __future__ import annotations
 
@@ -149,23 +153,40 @@ def externally(action: str, observation: dict, **metadata) -> dict:
 # name -> (version, spec, overrides, expected canonical (T', 7) from the flat steps, kept slice)
 Expect = Callable[[dict[str, Any]], np.ndarray]
 DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
+    # Spec: TFDS catalog docs/catalog/fractal20220817_data.md (tensorflow/datasets): every step
+    # key, shape, dtype; the episode-level `aspects` and `attributes`; 0.1.0.
+    # Transform: Octo/OpenVLA rt1_dataset_transform: gripper_closedness_action as relative
+    # commands (the catalog calls it a "continuous gripper position").
     "fractal20220817_data": ("0.1.0", {"steps": {**FLAGS, "action": rt1_action(), "observation": {
         **OXE_TEXT, "base_pose_tool_reached": "f32[7]", "gripper_closed": "f32[1]",
         "gripper_closedness_commanded": "f32[1]", "height_to_bottom": "f32[1]",
         "image": "jpeg[256,320,3]", "orientation_box": "f32[2,3]", "orientation_start": "f32[4]",
         "robot_orientation_positions_box": "f32[3,3]", "rotation_delta_to_go": "f32[3]",
-        "src_rotation": "f32[4]", "vector_to_go": "f32[3]", "workspace_bounds": "f32[3,3]"}}},
+        "src_rotation": "f32[4]", "vector_to_go": "f32[3]", "workspace_bounds": "f32[3,3]"}},
+        "aspects": {k: "bool" for k in ("already_success", "feasible", "has_aspects", "success",
+                                         "undesirable")},
+        "attributes": {f"{k}{suffix}": kind for k in ("collection_mode", "data_type", "env",
+                                                      "location", "objects_family", "task_family")
+                       for suffix, kind in (("", "i64"), ("_name", "str"))}},
         {"action/gripper_closedness_action": relative_commands},
         lambda s: col(s["action/world_vector"], s["action/rotation_delta"],
                       rel2abs(s["action/gripper_closedness_action"])), slice(None)),
+    # Spec: TFDS catalog docs/catalog/kuka.md: keys, shapes, dtypes, episode `success`, 0.1.0.
+    # zlib: Octo's kuka transform decodes base_pose_tool_reached and gripper_closed; a public
+    # copy's features.json (HF WeiChow/VLATrainingDataset kuka/0.1.0, images resized) marks
+    # gripper_closed and task_id zlib. The other tensors' encoding: not found. Transform:
+    # Octo/OpenVLA kuka_dataset_transform.
     "kuka": ("0.1.0", {"steps": {**FLAGS, "action": rt1_action(), "observation": {
         **OXE_TEXT, "clip_function_input/base_pose_tool_reached": "zlib f32[7]",
         "clip_function_input/workspace_bounds": "f32[3,3]", "gripper_closed": "zlib f32[1]",
-        "height_to_bottom": "f32[1]", "image": "jpeg[512,640,3]", "task_id": "f32[1]"}},
+        "height_to_bottom": "f32[1]", "image": "jpeg[512,640,3]", "task_id": "zlib f32[1]"}},
         "success": "bool"},
         {"action/gripper_closedness_action": relative_commands},
         lambda s: col(s["action/world_vector"], s["action/rotation_delta"],
                       rel2abs(s["action/gripper_closedness_action"])), slice(None)),
+    # Spec: the real sample's features.json (../shared/data/bridge_debug, Octo's test set): every
+    # key, dtype, jpeg, episode_metadata, 1.0.0 (not in the TFDS catalog; its images are 64 x 64,
+    # the 256 x 256 here is not from a primary source). Transform: OpenVLA bridge_orig / Octo.
     "bridge_dataset": ("1.0.0", {"steps": {**RLDS, "action": "f32[7]", "observation": {
         "image_0": "jpeg[256,256,3]", "image_1": "jpeg[256,256,3]", "image_2": "jpeg[256,256,3]",
         "image_3": "jpeg[256,256,3]", "state": "f32[7]"}},
@@ -176,6 +197,9 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         # OpenVLA bridge_orig: drop step 0, binarize, relabel from states, drop the last step
         lambda s: col(s["observation/state"][2:, :6] - s["observation/state"][1:-1, :6],
                       binarize(s["action"][1:, 6])[:-1]), slice(1, -1)),
+    # Spec: TFDS catalog docs/catalog/taco_play.md: matches, 0.1.0. The catalog describes the
+    # gripper dim as -1 open / 1 close; CALVIN's format (mees/calvin dataset/README.md: close = -1,
+    # open = 1) and Octo/OpenVLA (clip to [0, 1] as 1 = open) say the opposite: Octo's kept.
     "taco_play": ("0.1.0", {"steps": {**FLAGS, "action": {
         "actions": "f32[7]", "rel_actions_gripper": "f32[7]", "rel_actions_world": "f32[7]",
         "terminate_episode": "f32"}, "observation": {
@@ -185,6 +209,8 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         {"action/rel_actions_world": with_gripper(7, 6, -1, 1)},
         lambda s: col(s["action/rel_actions_world"][:, :6],
                       clip01(s["action/rel_actions_world"][:, 6])), slice(None)),
+    # Spec: TFDS catalog docs/catalog/jaco_play.md: matches, 0.1.0 (the gripper command is not
+    # described there; Octo/OpenVLA: relative).
     "jaco_play": ("0.1.0", {"steps": {**FLAGS, "action": {
         "gripper_closedness_action": "f32[1]", "terminate_episode": "i32[3]",
         "world_vector": "f32[3]"}, "observation": {
@@ -194,6 +220,8 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         {"action/gripper_closedness_action": relative_commands},
         lambda s: col(s["action/world_vector"], zeros(s, 3),
                       rel2abs(s["action/gripper_closedness_action"])), slice(None)),
+    # Spec: TFDS catalog docs/catalog/berkeley_cable_routing.md: matches, 0.1.0 (no gripper
+    # action; Octo/OpenVLA: 0).
     "berkeley_cable_routing": ("0.1.0", {"steps": {**FLAGS, "action": OXE_ACTION, "observation": {
         **OXE_TEXT, "image": "jpeg[128,128,3]", "robot_state": "f32[7]",
         "top_image": "jpeg[128,128,3]", "wrist225_image": "jpeg[128,128,3]",
@@ -206,6 +234,8 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         {"action/gripper_closedness_action": between(-1, 1)},
         lambda s: col(s["action/world_vector"], s["action/rotation_delta"],
                       invert(clip01(s["action/gripper_closedness_action"]))), slice(None)),
+    # Spec: TFDS catalog docs/catalog/nyu_door_opening_surprising_effectiveness.md: matches,
+    # 0.1.0. Octo/OpenVLA file `image` as the wrist camera.
     "nyu_door_opening_surprising_effectiveness": ("0.1.0", {"steps": {**FLAGS, "action": {
         **OXE_ACTION, "gripper_closedness_action": "f32[1]"}, "observation": {
         **OXE_TEXT, "image": "jpeg[720,960,3]"}}},
@@ -220,10 +250,12 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         {"action/gripper_closedness_action": between(-1, 1, None)},
         lambda s: col(s["action/world_vector"], s["action/rotation_delta"],
                       invert(clip01(s["action/gripper_closedness_action"]))), slice(None)),
+    # Spec: TFDS catalog docs/catalog/berkeley_autolab_ur5.md, 0.1.0: image_with_depth is a
+    # float32 Image; gripper_closedness_action: 1 close, -1 open, 0 no change.
     "berkeley_autolab_ur5": ("0.1.0", {"steps": {**FLAGS, "action": {
         **OXE_ACTION, "gripper_closedness_action": "f32"}, "observation": {
         **OXE_TEXT, "hand_image": "jpeg[480,640,3]", "image": "jpeg[480,640,3]",
-        "image_with_depth": "f32[480,640,1]", "robot_state": "f32[15]"}}},
+        "image_with_depth": "image f32[480,640,1]", "robot_state": "f32[15]"}}},
         {"action/gripper_closedness_action": lambda rng, e, T: relative_commands(rng, e, T)[:, 0]},
         lambda s: col(s["action/world_vector"], s["action/rotation_delta"],
                       rel2abs(s["action/gripper_closedness_action"])), slice(None)),
@@ -237,20 +269,32 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         "instruction": "i32[512]", "rgb": "jpeg[360,640,3]"}}},
         {"observation/instruction": code_points},
         lambda s: col(s["action"], zeros(s, 4), np.ones(len(s["action"]))), slice(None)),
-    "stanford_hydra_dataset_converted_externally_to_rlds": ("0.1.0", externally(
-        "f32[7]", {"image": "png[240,320,3]", "state": "f32[27]", "wrist_image": "png[240,320,3]"}),
+    # Spec: TFDS catalog docs/catalog/stanford_hydra_dataset_converted_externally_to_rlds.md,
+    # 0.1.0, with steps/is_dense (a bool Scalar); the action's last dim: close gripper.
+    "stanford_hydra_dataset_converted_externally_to_rlds": ("0.1.0", {"steps": {
+        **RLDS, "action": "f32[7]", "is_dense": "bool", "observation": {
+            "image": "png[240,320,3]", "state": "f32[27]", "wrist_image": "png[240,320,3]"}},
+        **PATH},
         {"action": with_gripper(7, 6, 0, 1)},
         lambda s: col(s["action"][:, :6], invert(s["action"][:, 6])), slice(None)),
+    # Spec: TFDS catalog docs/catalog/austin_buds_dataset_converted_externally_to_rlds.md:
+    # matches, 0.1.0.
     "austin_buds_dataset_converted_externally_to_rlds": ("0.1.0", externally(
         "f32[7]", {"image": "png[128,128,3]", "state": "f32[24]", "wrist_image": "png[128,128,3]"}),
         {"action": with_gripper(7, 6, -1, 1)},
         lambda s: col(s["action"][:, :6], invert(clip01(s["action"][:, 6]))), slice(None)),
+    # Spec: TFDS catalog docs/catalog/nyu_franka_play_dataset_converted_externally_to_rlds.md:
+    # matches, 0.1.0; action = 7 joint velocities, xyz, rpy, gripper, terminate.
     "nyu_franka_play_dataset_converted_externally_to_rlds": ("0.1.0", externally(
         "f32[15]", {"depth": "i32[128,128,1]", "depth_additional_view": "i32[128,128,1]",
                     "image": "png[128,128,3]", "image_additional_view": "png[128,128,3]",
                     "state": "f32[13]"}),
         {"action": with_gripper(15, 13, -1, 1)},
         lambda s: col(s["action"][:, -8:-2], clip01(s["action"][:, -2])), slice(None)),
+    # Spec: no TFDS catalog page found; the dataset author's builder (youngwoon/
+    # furniture_bench_rlds_dataset_builder furniture_bench/furniture_bench_dataset_builder.py):
+    # matches, png. 0.1.0: the version public copies of the Open-X data are stored under (HF
+    # WeiChow/VLATrainingDataset, IPEC-COMMUNITY); the builder itself says 1.0.0.
     "furniture_bench_dataset_converted_externally_to_rlds": ("0.1.0", {"steps": {
         **RLDS, "action": "f32[8]", "skill_completion": "f32", "observation": {
             "image": "png[224,224,3]", "state": "f32[35]", "wrist_image": "png[224,224,3]"}},
@@ -259,22 +303,30 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         {"action": quaternion_action},
         lambda s: col(s["action"][:, :3], euler(s["action"][:, 3:7]),
                       invert(clip01(s["action"][:, 7]))), slice(None)),
+    # Spec: TFDS catalog docs/catalog/ucsd_kitchen_dataset_converted_externally_to_rlds.md:
+    # matches, 0.1.0 (action: end-effector position, orientation, gripper, terminate).
     "ucsd_kitchen_dataset_converted_externally_to_rlds": ("0.1.0", externally(
         "f32[8]", {"image": "png[480,640,3]", "state": "f32[21]"}), {},
         lambda s: col(s["action"][:, :7]), slice(None)),
+    # Spec: TFDS catalog docs/catalog/austin_sailor_dataset_converted_externally_to_rlds.md:
+    # matches, 0.1.0.
     "austin_sailor_dataset_converted_externally_to_rlds": ("0.1.0", externally(
         "f32[7]", {"image": "png[128,128,3]", "state": "f32[8]", "state_ee": "f32[16]",
                    "state_gripper": "f32[2]", "state_joint": "f32[7]",
                    "wrist_image": "png[128,128,3]"}),
         {"action": with_gripper(7, 6, -1, 1)},
         lambda s: col(s["action"][:, :6], invert(clip01(s["action"][:, 6]))), slice(None)),
+    # Spec: TFDS catalog docs/catalog/austin_sirius_dataset_converted_externally_to_rlds.md,
+    # 0.1.0 (intv_label and action_mode are (1,) tensors).
     "austin_sirius_dataset_converted_externally_to_rlds": ("0.1.0", {"steps": {
-        **RLDS, "action": "f32[7]", "action_mode": "f32[1]", "intv_label": "f32",
+        **RLDS, "action": "f32[7]", "action_mode": "f32[1]", "intv_label": "f32[1]",
         "observation": {"image": "png[84,84,3]", "state": "f32[8]", "state_ee": "f32[16]",
                         "state_gripper": "f32[1]", "state_joint": "f32[7]",
                         "wrist_image": "png[84,84,3]"}}, **PATH},
         {"action": with_gripper(7, 6, -1, 1)},
         lambda s: col(s["action"][:, :6], invert(clip01(s["action"][:, 6]))), slice(None)),
+    # Spec: TFDS catalog docs/catalog/bc_z.md: matches, 0.1.0 (target_close: the closure to
+    # reach, not a delta).
     "bc_z": ("0.1.0", {"steps": {**FLAGS, "action": {
         "future/axis_angle_residual": "f32[30]", "future/target_close": "i64[10]",
         "future/xyz_residual": "f32[30]"}, "observation": {
@@ -285,26 +337,35 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
         lambda s: col(s["action/future/xyz_residual"][:, :3],
                       s["action/future/axis_angle_residual"][:, :3],
                       invert(s["action/future/target_close"][:, 0])), slice(None)),
+    # Spec: TFDS catalog docs/catalog/dlr_edan_shared_control_converted_externally_to_rlds.md:
+    # matches, 0.1.0 (the action's description names 6 dims, not the gripper; Octo inverts it).
     "dlr_edan_shared_control_converted_externally_to_rlds": ("0.1.0", externally(
         "f32[7]", {"image": "png[360,640,3]", "state": "f32[7]"}),
         {"action": with_gripper(7, 6, 0, 1)},
         lambda s: col(s["action"][:, :6], invert(s["action"][:, 6])), slice(None)),
+    # Spec: TFDS catalog docs/catalog/iamlab_cmu_pickup_insert_converted_externally_to_rlds.md:
+    # matches, 0.1.0 (action: position, quaternion, gripper open/close).
     "iamlab_cmu_pickup_insert_converted_externally_to_rlds": ("0.1.0", externally(
         "f32[8]", {"image": "png[360,640,3]", "state": "f32[20]",
                    "wrist_image": "png[240,320,3]"}),
         {"action": quaternion_action},
         lambda s: col(s["action"][:, :3], euler(s["action"][:, 3:7]), s["action"][:, 7]),
         slice(None)),
+    # Spec: TFDS catalog docs/catalog/utaustin_mutex.md: matches, 0.1.0.
     "utaustin_mutex": ("0.1.0", externally(
         "f32[7]", {"image": "png[128,128,3]", "state": "f32[24]",
                    "wrist_image": "png[128,128,3]"}),
         {"action": with_gripper(7, 6, -1, 1)},
         lambda s: col(s["action"][:, :6], invert(clip01(s["action"][:, 6]))), slice(None)),
+    # Spec: TFDS catalog docs/catalog/berkeley_fanuc_manipulation.md: matches, 0.1.0 (state[6]:
+    # 'gripper open status'; Octo/OpenVLA invert it as 1 = closed).
     "berkeley_fanuc_manipulation": ("0.1.0", externally(
         "f32[6]", {"end_effector_state": "f32[7]", "image": "png[224,224,3]", "state": "f32[13]",
                    "wrist_image": "png[224,224,3]"}),
         {"observation/state": with_gripper(13, 6, 0, 1)},
         lambda s: col(s["action"], invert(s["observation/state"][:, 6])), slice(None)),
+    # Spec: TFDS catalog docs/catalog/cmu_stretch.md: matches, 0.1.0 (action: ee pos, ee rot,
+    # binary gripper, terminate).
     "cmu_stretch": ("0.1.0", externally(
         "f32[8]", {"image": "png[128,128,3]", "state": "f32[4]"}), {},
         lambda s: col(s["action"][:, :7]), slice(None)),
