@@ -4,7 +4,8 @@ A spec is a nested dict of the episode's features in a short notation: `f32[7]` 
 Tensor of shape (7,), `f32` a float32 Scalar, `bool` a bool Scalar, `str` a string Tensor of
 shape () (how Google's Open-X conversions store `natural_language_instruction`), `text` a Text
 feature (the `*_converted_externally_to_rlds` datasets' `language_instruction`),
-`jpeg[H,W,3]` / `png[H,W,3]` an Image, `zlib f32[7]` a zlib-encoded Tensor (kuka),
+`jpeg[H,W,3]` / `png[H,W,3]` an Image, `png16[H,W,1]` a 16-bit PNG Image (depth maps such as
+maniskill's), `zlib f32[7]` a zlib-encoded Tensor (kuka),
 `image f32[H,W,1]` a float32 Image (tfds stores it as a 4-channel PNG of the float's bytes;
 berkeley_autolab_ur5's `image_with_depth`).
 `write_mock` fills every field with deterministic values (frames: smooth pictures; floats: small
@@ -29,8 +30,8 @@ from armdata.schemas.episode import encode_jpeg
 
 Spec = dict[str, Any]
 Override = Callable[[np.random.Generator, int, int], Any]   # (rng, episode, T) -> (T, ...) values
-LEAF = re.compile(
-    r"^(?:(zlib|image) )?(f32|f64|i32|i64|u8|bool|str|text|jpeg|png)(?:\[([\d,]+)\])?$")
+LEAF = re.compile(r"^(?:(zlib|image) )?(f32|f64|i32|i64|u8|bool|str|text|jpeg|png16|png)"
+                  r"(?:\[([\d,]+)\])?$")
 DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64,
           "u8": np.uint8, "bool": np.bool_}
 
@@ -53,6 +54,8 @@ def feature(spec: Any) -> Any:
         return tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format=kind)
     if prefix == "image":
         return tfds.features.Image(shape=shape, dtype=DTYPES[kind])
+    if kind == "png16":
+        return tfds.features.Image(shape=shape, dtype=np.uint16, encoding_format="png")
     if kind == "text":
         return tfds.features.Text()
     if kind == "str":
@@ -87,6 +90,10 @@ def _values(spec: str, key: str, rng: np.random.Generator, episode: int, T: int)
     if kind in ("jpeg", "png"):
         encode = _png if kind == "png" else functools.partial(encode_jpeg, quality=90)
         return [encode(_picture(shape, zlib.crc32(f"{key}/{episode}/{t}".encode()))) for t in range(T)]
+    if kind == "png16":   # smooth pixel arrays; tfds' own encoder writes the 16-bit PNGs
+        ramp = np.arange(np.prod(shape), dtype=np.int64).reshape(shape) * 7
+        return [((ramp + zlib.crc32(f"{key}/{episode}/{t}".encode())) % 2 ** 16).astype(np.uint16)
+                for t in range(T)]
     if kind in ("text", "str"):
         return [f"{key} of episode {episode}"] * T
     size = (T, *(shape or ()))

@@ -145,6 +145,9 @@ def rt1_action(gripper: str = "f32[1]", terminate: str = "i32[3]") -> dict:
             "terminate_episode": terminate, "world_vector": "f32[3]"}
 
 
+FMB_VIEWS = ("side_1", "side_2", "wrist_1", "wrist_2")
+
+
 def externally(action: str, observation: dict, **metadata) -> dict:
     return {"steps": {**RLDS, "action": action, "observation": observation},
             "episode_metadata": {"file_path": "text", **metadata}}
@@ -369,9 +372,95 @@ DATASETS: dict[str, tuple[str, dict, dict, Expect, slice]] = {
     "cmu_stretch": ("0.1.0", externally(
         "f32[8]", {"image": "png[128,128,3]", "state": "f32[4]"}), {},
         lambda s: col(s["action"][:, :7]), slice(None)),
+    # --- the rest of Octo's list whose action is an end-effector delta (README "Other Open-X
+    # datasets"). Octo passes the gripper of nyu_rot, maniskill and stanford_mask_vit (and pusht's
+    # relative command) through raw; the expectations convert it as the catalog documents it.
+    # Image encodings the catalog does not state are png (the RLDS builder's).
+    "columbia_cairlab_pusht_real": ("0.1.0", {"steps": {**FLAGS, "action": {
+        **OXE_ACTION, "gripper_closedness_action": "f32"}, "observation": {
+        **OXE_TEXT, "image": "png[240,320,3]", "robot_state": "f32[2]",
+        "wrist_image": "png[240,320,3]"}}},
+        {"action/gripper_closedness_action": lambda rng, e, T: relative_commands(rng, e, T)[:, 0]},
+        lambda s: col(s["action/world_vector"], s["action/rotation_delta"],
+                      rel2abs(s["action/gripper_closedness_action"])), slice(None)),
+    "nyu_rot_dataset_converted_externally_to_rlds": ("0.1.0", externally(
+        "f32[7]", {"image": "png[84,84,3]", "state": "f32[7]"}),
+        {"action": with_gripper(7, 6, 0, 1)},
+        lambda s: col(s["action"][:, :6], invert(s["action"][:, 6])), slice(None)),
+    "maniskill_dataset_converted_externally_to_rlds": ("0.1.0", {"steps": {
+        **RLDS, "action": "f32[7]", "observation": {
+            "base_pose": "f32[7]", "depth": "png16[256,256,1]", "image": "png[256,256,3]",
+            "main_camera_cam2world_gl": "f32[4,4]", "main_camera_extrinsic_cv": "f32[4,4]",
+            "main_camera_intrinsic_cv": "f32[3,3]", "state": "f32[18]",
+            "target_object_or_part_final_pose": "f32[7]",
+            "target_object_or_part_final_pose_valid": "u8[7]",
+            "target_object_or_part_initial_pose": "f32[7]",
+            "target_object_or_part_initial_pose_valid": "u8[7]", "tcp_pose": "f32[7]",
+            "wrist_camera_cam2world_gl": "f32[4,4]", "wrist_camera_extrinsic_cv": "f32[4,4]",
+            "wrist_camera_intrinsic_cv": "f32[3,3]", "wrist_depth": "png16[256,256,1]",
+            "wrist_image": "png[256,256,3]"}},
+        "episode_metadata": {"episode_id": "text", "file_path": "text"}},
+        {"action": with_gripper(7, 6, -1, 1)},
+        lambda s: col(s["action"][:, :6], clip01(s["action"][:, 6])), slice(None)),
+    "ucsd_pick_and_place_dataset_converted_externally_to_rlds": ("0.1.0", {"steps": {
+        **RLDS, "action": "f32[4]", "observation": {"image": "png[224,224,3]", "state": "f32[7]"}},
+        "episode_metadata": {"disclaimer": "text", "file_path": "text", "n_transitions": "i32",
+                             "success": "bool", "success_labeled_by": "text"}}, {},
+        lambda s: col(s["action"][:, :3], zeros(s, 3), s["action"][:, 3]), slice(None)),
+    "kaist_nonprehensile_converted_externally_to_rlds": ("0.1.0", externally(
+        "f32[20]", {"image": "png[480,640,3]", "partial_pointcloud": "f32[512,3]",
+                    "state": "f32[21]"}), {},
+        lambda s: col(s["action"][:, :6], zeros(s, 1)), slice(None)),
+    "stanford_mask_vit_converted_externally_to_rlds": ("0.1.0", externally(
+        "f32[5]", {"end_effector_pose": "f32[5]", "finger_sensors": "f32[1]",
+                   "high_bound": "f32[5]", "image": "png[480,480,3]", "low_bound": "f32[5]",
+                   "state": "f32[15]"}),
+        {"action": with_gripper(5, 4, -1, 1)},
+        lambda s: col(s["action"][:, :4], zeros(s, 2), invert(clip01(s["action"][:, 4]))),
+        slice(None)),
+    "stanford_robocook_converted_externally_to_rlds": ("0.1.0", {"steps": {
+        **RLDS, "action": "f32[7]", "observation": {
+            **{f"depth_{i}": "f32[256,256]" for i in range(1, 5)},
+            **{f"image_{i}": "png[256,256,3]" for i in range(1, 5)}, "state": "f32[7]"}},
+        "episode_metadata": {**{f"extrinsics_{i}": "f32[4,4]" for i in range(1, 5)},
+                             "file_path": "text"}}, {},
+        lambda s: col(s["action"]), slice(None)),
+    "imperialcollege_sawyer_wrist_cam": ("0.1.0", externally(
+        "f32[8]", {"image": "png[64,64,3]", "state": "f32[1]", "wrist_image": "png[64,64,3]"}), {},
+        lambda s: col(s["action"][:, :7]), slice(None)),
+    "uiuc_d3field": ("0.1.0", externally(
+        "f32[3]", {**{f"depth_{i}": "png16[360,640,1]" for i in range(1, 5)},
+                   **{f"image_{i}": "png[360,640,3]" for i in range(1, 5)}, "state": "f32[4,4]"}),
+        {}, lambda s: col(s["action"], zeros(s, 4)), slice(None)),
+    "dobbe": ("0.0.1", {"steps": {
+        **FLAGS, "action": "f32[7]", "discount": "f32", "language_embedding": "f32[512]",
+        "language_instruction": "str", "observation": {
+            "gripper": "f32[1]", "quat": "f32[4]", "rot": "f32[3]", "state": "f32[7]",
+            "wrist_image": "png[256,256,3]", "xyz": "f32[3]"}},
+        "episode_metadata": {"file_path": "str"}}, {},
+        lambda s: col(s["action"]), slice(None)),
+    "fmb": ("0.0.1", {"steps": {
+        **FLAGS, "action": "f32[7]", "discount": "f32", "language_embedding": "f32[512]",
+        "language_instruction": "str", "observation": {
+            "color_id": "u8", "eef_force": "f32[3]", "eef_pose": "f32[7]", "eef_torque": "f32[3]",
+            "eef_vel": "f32[6]", **{f"image_{v}": "png[256,256,3]" for v in FMB_VIEWS},
+            **{f"image_{v}_depth": "f32[256,256]" for v in FMB_VIEWS}, "joint_pos": "f32[7]",
+            "joint_vel": "f32[7]", "length": "str", "object_id": "u8", "primitive": "str",
+            "shape_id": "u8", "size": "str", "state_gripper_pose": "f32"}},
+        "episode_metadata": {"episode_language_embedding": "f32[512]",
+                             "episode_language_instruction": "str", "episode_task": "str",
+                             "file_path": "str"}}, {},
+        lambda s: col(s["action"]), slice(None)),
 }
 
-MAGIC_SOUP = sorted(DATASETS)
+OTHER_EEF = ["columbia_cairlab_pusht_real", "nyu_rot_dataset_converted_externally_to_rlds",
+             "maniskill_dataset_converted_externally_to_rlds",
+             "ucsd_pick_and_place_dataset_converted_externally_to_rlds",
+             "kaist_nonprehensile_converted_externally_to_rlds",
+             "stanford_mask_vit_converted_externally_to_rlds",
+             "stanford_robocook_converted_externally_to_rlds", "imperialcollege_sawyer_wrist_cam",
+             "uiuc_d3field", "dobbe", "fmb"]
+MAGIC_SOUP = sorted(set(DATASETS) - set(OTHER_EEF))
 
 
 def instruction_of(config, values: dict[str, Any]) -> str:
@@ -396,8 +485,8 @@ def test_magic_soup_is_octos_list():
             f"gs://gresearch/robotics/{name}/{DATASETS[name][0]}"
 
 
-@pytest.mark.e2e   # 25 in-process builds: a whole command each
-@pytest.mark.parametrize("name", MAGIC_SOUP)
+@pytest.mark.e2e   # 36 in-process builds: a whole command each
+@pytest.mark.parametrize("name", sorted(DATASETS))
 def test_mock_builds_with_published_actions(name, mocks, tmp_path):
     directory, episodes = mocks[name]
     config = load_config(name)
@@ -439,3 +528,103 @@ def test_check_reports_arm_positions_that_only_trace_needs(mocks, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["arm_positions"].startswith("unusable for --stages trace/reasoning")
     assert "xyz_indices [0, 1, 2]" in report["arm_positions"]
+
+
+# --- the rest of Octo's OXE_DATASET_CONFIGS ---------------------------------------------------
+
+# Octo's dataset names (octo/data/oxe/oxe_dataset_configs.py) → the bundled config; where the
+# public copy on gs://gresearch/robotics has another name, the config takes the public one.
+OCTO_NAMES = {**{n: n for n in [
+    "fractal20220817_data", "kuka", "bridge_dataset", "taco_play", "jaco_play",
+    "berkeley_cable_routing", "roboturk", "nyu_door_opening_surprising_effectiveness", "viola",
+    "berkeley_autolab_ur5", "toto", "language_table", "columbia_cairlab_pusht_real",
+    "stanford_kuka_multimodal_dataset_converted_externally_to_rlds",
+    "nyu_rot_dataset_converted_externally_to_rlds",
+    "stanford_hydra_dataset_converted_externally_to_rlds",
+    "austin_buds_dataset_converted_externally_to_rlds",
+    "nyu_franka_play_dataset_converted_externally_to_rlds",
+    "maniskill_dataset_converted_externally_to_rlds",
+    "furniture_bench_dataset_converted_externally_to_rlds",
+    "cmu_franka_exploration_dataset_converted_externally_to_rlds",
+    "ucsd_kitchen_dataset_converted_externally_to_rlds",
+    "ucsd_pick_and_place_dataset_converted_externally_to_rlds",
+    "austin_sailor_dataset_converted_externally_to_rlds",
+    "austin_sirius_dataset_converted_externally_to_rlds", "bc_z",
+    "utokyo_pr2_opening_fridge_converted_externally_to_rlds",
+    "utokyo_pr2_tabletop_manipulation_converted_externally_to_rlds",
+    "utokyo_xarm_pick_and_place_converted_externally_to_rlds",
+    "utokyo_xarm_bimanual_converted_externally_to_rlds", "robo_net",
+    "berkeley_mvp_converted_externally_to_rlds", "berkeley_rpt_converted_externally_to_rlds",
+    "kaist_nonprehensile_converted_externally_to_rlds",
+    "stanford_mask_vit_converted_externally_to_rlds", "tokyo_u_lsmo_converted_externally_to_rlds",
+    "dlr_sara_pour_converted_externally_to_rlds", "dlr_sara_grid_clamp_converted_externally_to_rlds",
+    "dlr_edan_shared_control_converted_externally_to_rlds",
+    "asu_table_top_converted_externally_to_rlds", "stanford_robocook_converted_externally_to_rlds",
+    "imperialcollege_sawyer_wrist_cam", "iamlab_cmu_pickup_insert_converted_externally_to_rlds",
+    "uiuc_d3field", "utaustin_mutex", "berkeley_fanuc_manipulation", "cmu_playing_with_food",
+    "cmu_play_fusion", "cmu_stretch", "gnm_dataset", "aloha_static_dataset",
+    "aloha_dagger_dataset", "dobbe", "rh20t", "mujoco_manip"]},
+    "aloha_mobile_dataset": "aloha_mobile", "fmb_dataset": "fmb", "roboset": "robo_set"}
+
+# Refused, each with its reason (README "Other Open-X datasets").
+UNSUPPORTED = sorted({
+    "stanford_kuka_multimodal_dataset_converted_externally_to_rlds",
+    "cmu_franka_exploration_dataset_converted_externally_to_rlds",
+    "utokyo_pr2_opening_fridge_converted_externally_to_rlds",
+    "utokyo_pr2_tabletop_manipulation_converted_externally_to_rlds",
+    "utokyo_xarm_pick_and_place_converted_externally_to_rlds",
+    "utokyo_xarm_bimanual_converted_externally_to_rlds", "tokyo_u_lsmo_converted_externally_to_rlds",
+    "dlr_sara_pour_converted_externally_to_rlds", "dlr_sara_grid_clamp_converted_externally_to_rlds",
+    "asu_table_top_converted_externally_to_rlds", "cmu_play_fusion", "cmu_playing_with_food",
+    "berkeley_mvp_converted_externally_to_rlds", "berkeley_rpt_converted_externally_to_rlds",
+    "gnm_dataset", "aloha_static_dataset", "aloha_dagger_dataset", "aloha_mobile", "robo_set",
+    "rh20t", "mujoco_manip"})
+NO_FPS = {"stanford_mask_vit_converted_externally_to_rlds", "gnm_dataset", "rh20t", "mujoco_manip"}
+NOT_ON_GCS = {"cmu_playing_with_food", "gnm_dataset", "aloha_static_dataset",
+              "aloha_dagger_dataset", "rh20t", "mujoco_manip"}   # Octo's own copies
+
+
+def test_every_dataset_of_octos_list_has_a_config():
+    from armdata.schemas.config import available_configs
+
+    assert len(OCTO_NAMES) == 58 and set(OCTO_NAMES.values()) <= set(available_configs())
+    refused = {n for n in OCTO_NAMES.values() if load_config(n).action_space == "unsupported"}
+    assert sorted(refused) == UNSUPPORTED
+    built_from_mocks = set(DATASETS) | {"bridge_dataset", "robo_net"}
+    assert set(OCTO_NAMES.values()) - refused <= built_from_mocks
+
+
+@pytest.mark.parametrize("name", sorted(set(OCTO_NAMES.values()) - set(MAGIC_SOUP)))
+def test_other_configs_name_fps_licence_and_source(name):
+    config = load_config(name)
+    assert config.name == name and config.description
+    assert (config.fps is None) == (name in NO_FPS)
+    assert (config.license is None) == (config.source is None) == (name in NOT_ON_GCS)
+    if name in DATASETS:
+        assert config.source == f"gs://gresearch/robotics/{name}/{DATASETS[name][0]}"
+    if config.action_space == "unsupported":
+        assert config.unsupported_reason and "\n" not in config.unsupported_reason
+
+
+@pytest.mark.parametrize("name", UNSUPPORTED)
+def test_build_refuses_unsupported_dataset_in_one_line(name, tmp_path, capsys):
+    config = load_config(name)
+    out = tmp_path / "out"
+    assert build("--config", name, "--source", tmp_path / name / "0.1.0", "--output", out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"armdata build: error: config {name!r}: unsupported action space: "
+                   f"{config.unsupported_reason}"]
+    assert not out.exists()
+
+
+def test_robo_net_conversion_is_octos():
+    """robo_net has no TFDS catalog page (so no spec-exact mock): its config's conversion is
+    checked on arrays against Octo's robo_net transform, [a[:4], 0, 0, a[-1]]."""
+    from armdata.transforms.standardize import FUNCTIONS
+
+    config = load_config("robo_net")
+    action = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    actions, keep = FUNCTIONS[config.standardize]({"action": action}, config.options,
+                                                  config.action_key)
+    np.testing.assert_allclose(actions, col(action[:, :4], np.zeros((6, 2)), action[:, -1]))
+    assert keep.tolist() == list(range(6))
