@@ -26,6 +26,7 @@ COMMANDS = {"build": "armdata.commands.build", "inspect": "armdata.commands.insp
             "depth-tokens": "armdata.commands.depth_tokens", "train-vqvae": "armdata.commands.train_vqvae",
             "track": "armdata.commands.track", "push": "armdata.commands.push", "export": "armdata.commands.export",
             "train": "armdata.commands.train", "predict": "armdata.commands.train",
+            "samples": "armdata.commands.samples",
             "configs": "armdata.commands.list_configs",
             "view": "armdata.viewer.cli"}
 VERBOSE_FLAGS = ("-v", "--verbose")

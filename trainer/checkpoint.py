@@ -32,11 +32,11 @@ STATE_KEYS = {"step", "optimizer", "scheduler", "loader", "rng"}
 # What `armdata train` writes into --out: --overwrite deletes these and nothing else.
 RUN_ENTRIES = ("checkpoints", "metrics.jsonl", "tensorboard", "model")
 # Options a resumed run must share with its checkpoint: they shape the model, the data order
-# (streams per rank and worker, batch sizes, seed) or the schedule.
+# (streams per rank and worker, batch sizes, seed) or the schedule; the sample options
+# (`SampleOptions.to_json`, with the sample format version) are added to them.
 RUN_OPTIONS = ("model", "lora", "eval_data", "holdout_shards", "max_steps", "micro_batch", "accum",
-               "lr", "min_lr_ratio", "warmup", "weight_decay", "clip", "workers", "block", "seed",
-               "chunk", "action_format", "with_reasoning", "reasoning_dropout", "drawn_trace",
-               "wrist", "parts")
+               "lr", "min_lr_ratio", "warmup", "weight_decay", "clip", "workers", "block", "seed")
+SAMPLE_FORMAT_KEY = "sample_format_version"
 
 
 class CheckpointError(UsageError):
@@ -87,12 +87,13 @@ def data_identity(sources: list[Any]) -> list[dict[str, Any]]:
     return [digest(s) for s in sources]
 
 
-def run_identity(args: Any, world: int, sources: list[Any],
-                 eval_sources: list[Any]) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it (JSON-normalised)."""
+def run_identity(args: Any, world: int, sources: list[Any], eval_sources: list[Any],
+                 sample: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it (JSON-normalised); `sample` is
+    the run's `SampleOptions.to_json()`."""
     return json.loads(json.dumps({
         "data": data_identity(sources), "eval": data_identity(eval_sources), "world": world,
-        "options": {o: getattr(args, o) for o in RUN_OPTIONS}}))
+        "options": {**{o: getattr(args, o) for o in RUN_OPTIONS}, **sample}}))
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -105,6 +106,9 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     if saved.get("world") != current["world"]:
         out.append(f"number of processes {saved.get('world')} there, {current['world']} here")
     theirs = saved.get("options", {})
+    if theirs.get(SAMPLE_FORMAT_KEY, 1) != current["options"][SAMPLE_FORMAT_KEY]:
+        return out + [f"sample format {theirs.get(SAMPLE_FORMAT_KEY, 1)} there (an older armdata), "
+                      f"{current['options'][SAMPLE_FORMAT_KEY]} here"]
     out += [f"--{o.replace('_', '-')} {theirs.get(o)} there, {v} here"
             for o, v in current["options"].items() if theirs.get(o) != v]
     return out

@@ -21,7 +21,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from armdata.trainer.samples import IGNORE, CorruptImage
+from armdata.errors import UsageError
+from armdata.trainer.sample_form import CorruptImage, SkippedRow, sample_rng
+from armdata.trainer.samples import IGNORE
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Source:
     units: list[Unit]
     stats: dict[str, Any] = field(default_factory=dict)
     fs: Any = None
+    stages: list[str] | None = None    # the build's stages (None: no manifest.json)
 
     @property
     def rows(self) -> int:
@@ -102,7 +105,10 @@ def open_source(root: str, weight: float = 1.0, holdout: int = 0,
         units += [Unit(path, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
     stats_path = base.rstrip("/") + "/dataset_statistics.json"
     stats = json.loads(fs.cat_file(stats_path)) if fs.exists(stats_path) else {}
-    return Source(root, weight, units, stats, fs)
+    manifest_path = base.rstrip("/") + "/manifest.json"
+    stages = (json.loads(fs.cat_file(manifest_path)).get("stages") if fs.exists(manifest_path)
+              else None)
+    return Source(root, weight, units, stats, fs, stages)
 
 
 def split_units(units: list[Unit], streams: int) -> list[list[Unit]]:
@@ -213,26 +219,28 @@ class StreamingLoader(torch.utils.data.IterableDataset):
         formatter = self.make_formatter()
         streams = [RowStream(s, parts[g], [self.seed, k, g], self.block, self.shuffle)
                    for k, (s, parts) in enumerate(zip(self.sources, self.split))]
-        mixture = Mixture([s.weight for s in self.sources], [self.seed, g, 7919])
         if self.epochs is not None:   # one pass, source after source (evaluation)
-            its = (row for st in streams for row in st.rows(0, self.epochs))
-            choice = None
+            rows = ((k, row, n // st.epoch_rows) for k, st in enumerate(streams)
+                    for n, row in enumerate(st.rows(0, self.epochs)))
         else:
-            pos = mixture.positions(draws)
-            iters = [st.rows(p) for st, p in zip(streams, pos)]
-            choice = mixture.choices(draws)
-        while True:
-            row = next(its if choice is None else iters[next(choice)], None)
-            if row is None:
-                return
+            mixture = Mixture([s.weight for s in self.sources], [self.seed, g, 7919])
+            rows = mixed_rows(streams, mixture, draws)
+        skipped_in_a_row = [0] * len(streams)
+        for k, row, epoch in rows:
             draws += 1
-            rng = np.random.default_rng([self.seed, g, draws])
             try:
-                sample = formatter(row, rng, counters)
-            except CorruptImage as exc:
-                counters["corrupt_image"] = counters.get("corrupt_image", 0) + 1
-                log.warning("skipping %s step %s: %s", row.get("episode_id"), row.get("step"), exc)
+                sample = formatter(row, sample_rng(self.seed, epoch, row), counters)
+            except SkippedRow as exc:
+                counters[exc.reason] = counters.get(exc.reason, 0) + 1
+                if isinstance(exc, CorruptImage):
+                    log.warning("skipping %s step %s: %s", row.get("episode_id"), row.get("step"),
+                                exc)
+                skipped_in_a_row[k] += 1
+                if skipped_in_a_row[k] >= streams[k].epoch_rows and self.epochs is None:
+                    raise UsageError(f"{self.sources[k].root}: none of the {streams[k].epoch_rows} "
+                                     f"rows of loader stream {g} gives a sample (last: {exc})")
                 continue
+            skipped_in_a_row[k] = 0
             counters["samples"] = counters.get("samples", 0) + 1
             yield sample, draws
 
@@ -263,6 +271,19 @@ class StreamingLoader(torch.utils.data.IterableDataset):
             out["loader"] = {"stream": g, "draws": draws, "counters": dict(counters)}
             yield out
             k += 1
+
+
+def mixed_rows(streams: list[RowStream], mixture: Mixture,
+               draws: int) -> Iterator[tuple[int, dict[str, Any], int]]:
+    """(source, row, epoch of that source's stream) of the draws after the first `draws`."""
+    pos = mixture.positions(draws)
+    iters = [st.rows(p) for st, p in zip(streams, pos)]
+    for k in mixture.choices(draws):
+        row = next(iters[k], None)
+        if row is None:
+            return
+        yield k, row, pos[k] // streams[k].epoch_rows
+        pos[k] += 1
 
 
 def collate(samples: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """Evaluation metrics from teacher-forced predictions on answer tokens, summed over batches.
 
 Action-token and depth-token accuracy compare the argmax id with the target; the L1 error
-de-normalizes the predicted first step's bins with the dataset's statistics (OpenVLA's metric; a
-predicted id that is no action token counts as the middle bin) against the row's action; the trace
-error parses the predicted trace tokens and measures the mean point distance in image pixels
-(unparsable traces or a wrong point count are counted, not measured).
+de-normalizes the predicted first step's bins with the dataset's statistics (OpenVLA's metric)
+against the row's action: each bin is read from the predicted tokens at its target's positions
+(one id, or the token string's text pieces), and one that is no bin counts as the middle bin; the
+trace error parses the predicted trace tokens (both traces of the fine-tune form) and measures the
+mean point distance in image pixels (unparsable traces or a wrong point count are counted, not
+measured).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from armdata.trainer.samples import ACTION, DEPTH, TRACE, parse_trace
-from armdata.transforms.actions import NUM_BINS, decode
+from armdata.trainer.sample_form import ACTION, DEPTH, TRACE
+from armdata.trainer.samples import parse_trace
+from armdata.transforms.actions import NUM_BINS, bin_strings, decode
 
 
 class EvalSums:
@@ -43,15 +46,21 @@ def add_batch(sums: EvalSums, loss_sum: float, pred: torch.Tensor, target: torch
         m = kinds == kind
         if m.any():
             sums.add(name, float((pred[m] == target[m]).sum()), float(m.sum()))
-    bin_of = {int(i): b + 1 for b, i in enumerate(tables["action"])}
+    bin_of_id = {int(i): b + 1 for b, i in enumerate(tables["action"])}
+    bin_of_text = {t: b + 1 for b, t in enumerate(bin_strings())}
+
+    def predicted_bin(ids: list[int]) -> int:
+        if len(ids) == 1 and ids[0] in bin_of_id:
+            return bin_of_id[ids[0]]
+        return bin_of_text.get(tokenizer.decode(ids).strip(), (NUM_BINS + 1) // 2)
+
     for r, info in enumerate(meta):
         mine = rows == r
-        act = (kinds == ACTION) & mine
         ds_stats = stats.get(info["dataset"], {}).get("action")
-        n_act = len(info["bins"][0]) if isinstance(info["bins"][0], list) else len(info["bins"])
-        if ds_stats and info.get("action") is not None and int(act.sum()) >= n_act \
-                and all(int(t) in bin_of for t in target[act][:n_act]):
-            bins = np.array([bin_of.get(int(p), (NUM_BINS + 1) // 2) for p in pred[act][:n_act]])
+        spans = info.get("action_spans") or []
+        if ds_stats and info.get("action") is not None and spans and all(spans):
+            answer = pred[mine].tolist()
+            bins = np.array([predicted_bin([answer[t] for t in span]) for span in spans])
             got = decode(bins, ds_stats["q01"], ds_stats["q99"], ds_stats.get("mask"))
             sums.add("action_l1", float(np.abs(got - np.asarray(info["action"])).mean()))
         tr = (kinds == TRACE) & mine

@@ -1,6 +1,7 @@
 """Run a trained model on one image and parse its answer: depth codes, trace points, action bins
 and de-normalized actions. Action ids are rendered as their Qwen2 token strings, so both action
-formats parse from the same text (SPEC §4's chunk form)."""
+formats parse from the same text (SPEC §4's chunk form), and both sample forms' answers parse
+(fine-tune: a left and a right trace; pre-train: one)."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from armdata.trainer.samples import ACTION_LEAD, SampleOptions, parse_trace, prompt_text, question, read_image
+from armdata.errors import UsageError
+from armdata.trainer.sample_form import (ACTION_LEAD, CorruptImage, SampleOptions, read_image,
+                                         reasoning_question)
+from armdata.trainer.samples import parse_trace, prompt_text
 from armdata.trainer.tokens import token_tables
 from armdata.transforms.actions import bin_strings, decode
 
 DEPTH_RE = re.compile(r"<DEPTH_(\d+)>")
+TRACE_SENTENCE_RE = re.compile(r"trajectory of the (?:(left|right) )?end effector is "
+                               r"(\[\s*\[.*?\]\s*\])\s*\.")
 
 
 def answer_text(ids: list[int], tokenizer: Any, tables: dict[str, Any]) -> str:
@@ -35,10 +41,12 @@ def answer_text(ids: list[int], tokenizer: Any, tables: dict[str, Any]) -> str:
 
 
 def parse_answer(text: str) -> dict[str, Any]:
-    """Depth codes, trace(s) and action bins (one list of 7 per step) from an answer's text."""
+    """Depth codes, trace(s) with their arms ("left", "right", or None for the pre-training
+    form's one end effector) and action bins (one list of 7 per step) from an answer's text."""
     out: dict[str, Any] = {"depth_codes": [int(c) for c in DEPTH_RE.findall(text)]}
-    out["traces"] = [parse_trace(t) for t in
-                     re.findall(r"end effector is (\[\s*\[.*?\]\s*\])\s*\.", text)]
+    found = TRACE_SENTENCE_RE.findall(text)
+    out["traces"] = [parse_trace(t) for _, t in found]
+    out["trace_arms"] = [arm or None for arm, _ in found]
     bins_of = {s: b + 1 for b, s in enumerate(bin_strings())}
     head, _, tail = text.rpartition(ACTION_LEAD)
     steps = []
@@ -56,22 +64,22 @@ def load(model_dir: str | Path, device: str) -> tuple[Any, Any, SampleOptions]:
     path = Path(model_dir)
     if (path / "model").is_dir():          # a checkpoint directory
         path = path / "model"
+    trainer_file = path / "armdata_trainer.json"   # first: a refused model is never loaded
+    options = (SampleOptions.from_json(json.loads(trainer_file.read_text()), str(trainer_file))
+               if trainer_file.exists() else SampleOptions())
     processor = AutoProcessor.from_pretrained(path)
     model = AutoModelForImageTextToText.from_pretrained(
         path, dtype=torch.bfloat16 if device.startswith("cuda") else torch.float32).to(device).eval()
-    trainer_file = path / "armdata_trainer.json"
-    saved = json.loads(trainer_file.read_text()) if trainer_file.exists() else {}
-    options = SampleOptions(**{**saved, "parts": tuple(saved.get("parts", ("depth", "trace")))})
     return model, processor, options
 
 
 def predict(model: Any, processor: Any, images: list[Any], instruction: str,
             stats: dict[str, Any] | None = None, max_new_tokens: int = 600,
             options: SampleOptions | None = None) -> dict[str, Any]:
-    """The model's answer to the training question (with the parts it was trained on), parsed."""
-    parts = (options or SampleOptions()).parts
-    task = instruction.strip().rstrip(".")
-    prompt = prompt_text(processor, question(task, "depth" in parts, "trace" in parts), len(images))
+    """The model's answer to its training question (the reasoning variant of the form and parts
+    it was trained on, the instruction verbatim), parsed."""
+    question = reasoning_question(instruction, options or SampleOptions())
+    prompt = prompt_text(processor, question, len(images))
     inputs = processor(text=[prompt], images=images, return_tensors="pt").to(model.device)
     with torch.inference_mode():
         ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
@@ -99,10 +107,13 @@ def action_stats(path: Path, dataset: str | None) -> dict[str, Any]:
 
 
 def run(args: Any) -> int:
+    images = []
+    for flag, path in (("--image", args.image), ("--wrist-image", args.wrist_image)):
+        try:
+            images += [read_image(Path(path).read_bytes())] if path else []
+        except CorruptImage as exc:
+            raise UsageError(f"{flag} {path}: {exc}") from exc
     model, processor, options = load(args.model, args.device)
-    images = [read_image(Path(args.image).read_bytes())]
-    if args.wrist_image:
-        images.append(read_image(Path(args.wrist_image).read_bytes()))
     stats_path = Path(args.stats) if args.stats else None
     if stats_path is None:
         base = Path(args.model) / ("model" if (Path(args.model) / "model").is_dir() else "")
@@ -123,8 +134,10 @@ def readable(result: dict[str, Any], width: int = 8) -> list[str]:
 
     lines = [f"depth tokens: {len(result['depth_codes'])}"
              + (f" ({head(result['depth_codes'])})" if result["depth_codes"] else "")]
-    traces = [t for t in result["traces"] if t]
-    lines.append(f"trace: {json.dumps(traces[0])}" if traces else "trace: none found")
+    arms = result.get("trace_arms") or [None] * len(result["traces"])
+    traces = [(arm, t) for arm, t in zip(arms, result["traces"]) if t]
+    lines.append("trace: " + ("; ".join(f"{arm + ' ' if arm else ''}{json.dumps(t)}"
+                                        for arm, t in traces) or "none found"))
     bins = result["action_bins"]
     lines.append(f"action bins ({len(bins)} step(s)): "
                  + ("; ".join(head(["?" if b is None else b for b in step]) for step in bins[:2])

@@ -28,7 +28,9 @@ from armdata.trainer.checkpoint import (check_out, clear, find_resume, rng_state
 from armdata.trainer.mixtures import data_specs
 from armdata.trainer.data import StreamingLoader, list_shards, loader_state, open_source, parse_data
 from armdata.trainer.metrics import EvalSums, add_batch
-from armdata.trainer.samples import IGNORE, Formatter, SampleOptions
+from armdata.trainer.sample_form import (SampleOptions, add_sample_arguments, check_stages,
+                                         sample_options)
+from armdata.trainer.samples import IGNORE, Formatter
 from armdata.trainer.tokens import add_answer_tokens, token_tables
 
 log = logging.getLogger(__name__)   # armdata.trainer.train: shown by armdata's log filter
@@ -63,18 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lora", type=int, default=0, help="LoRA rank (0: full fine-tune)")
     p.add_argument("--grad-checkpointing", action="store_true")
-    p.add_argument("--chunk", action=argparse.BooleanOptionalAction, default=True,
-                   help="target the 8-step action chunk (else the single step)")
-    p.add_argument("--action-format", choices=("ids", "text"), default="ids",
-                   help="ids: one Qwen2 id per bin; text: MolmoAct's token strings as text")
-    p.add_argument("--with-reasoning", action="store_true", help="put the reasoning column first")
-    p.add_argument("--reasoning-dropout", type=float, default=0.5)
-    p.add_argument("--drawn-trace", type=float, default=0.0,
-                   help="probability of the trace-drawn-on-image variant (MolmoAct: 0.5)")
-    p.add_argument("--wrist", action="store_true", help="add the wrist image")
-    p.add_argument("--parts", type=parse_parts, default=("depth", "trace"),
-                   help="what the answer gives before the action: depth,trace (default), "
-                        "depth, trace or none")
+    add_sample_arguments(p)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--eval-batches", type=int, default=20)
@@ -89,13 +80,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop (with a checkpoint) after this step; the schedule still spans "
                         "--max-steps (a job's time slice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-
-
-def parse_parts(text: str) -> tuple[str, ...]:
-    parts = tuple(p for p in text.split(",") if p and p != "none")
-    if set(parts) - {"depth", "trace"}:
-        raise argparse.ArgumentTypeError(f"--parts {text!r}: choose from depth, trace, none")
-    return parts
 
 
 class AnswerLoss(torch.nn.Module):
@@ -214,7 +198,10 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     eval_sources = ([open_source(p, 1.0) for p, _ in parse_data(args.eval_data)] if args.eval_data
                     else [open_source(p, 1.0, holdout[p], eval_part=True)
                           for p, _ in specs if holdout[p]])
-    run = run_identity(args, world, sources, eval_sources)
+    options = sample_options(args)
+    for source in sources + eval_sources:
+        check_stages(source.root, source.stages, options)
+    run = run_identity(args, world, sources, eval_sources, options.to_json())
     found = find_resume(out, run) if args.resume else None
     resume, state = found if found else (None, None)
     if distributed:
@@ -234,10 +221,6 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     tables = token_tables(processor.tokenizer)
-    options = SampleOptions(chunk=args.chunk, action_format=args.action_format,
-                            with_reasoning=args.with_reasoning,
-                            reasoning_dropout=args.reasoning_dropout,
-                            drawn_trace=args.drawn_trace, wrist=args.wrist, parts=args.parts)
     net = AnswerLoss(model)
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(

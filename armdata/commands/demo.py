@@ -147,12 +147,17 @@ def train_and_predict(work: Path, output: Path, steps: int) -> int:
     if code != 0:
         return code
     row = pq.read_table(sorted((output / "data").glob("*.parquet"))[0],
-                        columns=["image", "instruction"]).slice(0, 1).to_pylist()[0]
-    image = work / "frame.jpg"
-    image.write_bytes(image_bytes(row["image"]))
+                        columns=["image", "wrist_image", "instruction"]).slice(0, 1).to_pylist()[0]
+    cameras = []   # every camera the row has, as the model was trained
+    for flag, column, name in (("--image", "image", "frame.jpg"),
+                               ("--wrist-image", "wrist_image", "frame_wrist.jpg")):
+        if row[column] is not None:
+            path = work / name
+            path.write_bytes(image_bytes(row[column]))
+            cameras += [flag, str(path)]
     print(f"[demo] predict on one frame ({row['instruction']!r}); random weights, {steps} "
           f"steps: expect noise")
-    return main(["predict", "--model", str(run_dir / "model"), "--image", str(image),
+    return main(["predict", "--model", str(run_dir / "model"), *cameras,
                  "--instruction", row["instruction"]])
 
 

@@ -77,6 +77,11 @@ CASES = [
     ("demo-taken-workdir", "demo --workdir TAKEN", {}),
     ("demo-bad-episodes", "demo --workdir NEW --episodes 0", {}),
     ("view-missing", "view /nope --out NEW", {}),
+    ("samples-missing-output", "samples /nope --images NEW", {}),
+    ("samples-without-depth-and-trace", "samples BUILT --images NEW", {}),
+    ("samples-bad-n", "samples BUILT --n 0 --images NEW", {}),
+    ("samples-bad-drawn-share", "samples BUILT --parts none --drawn-trace 2 --images NEW", {}),
+    ("samples-bad-form", "samples BUILT --sample-form molmo --images NEW", {}),
 ]
 
 

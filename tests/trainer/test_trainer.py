@@ -32,8 +32,8 @@ from armdata.trainer.train import lr_factor
 from armdata.transforms.actions import VOCAB_SIZE, decode
 
 VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"
-# The cheapest answer (no depth, no trace, one step).
-SMALL = ["--parts", "none", "--no-chunk"]
+# The cheapest answer (no depth, no trace, one step, one id per action bin).
+SMALL = ["--parts", "none", "--no-chunk", "--action-format", "ids"]
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_answer_round_trip(built, request, fmt, vocab):
         "qwen2_tables" if vocab == "qwen2" else "processor_tables")
     row = table(built).slice(5, 1).to_pylist()[0]
     assert row["depth_codes"] and row["trace"]
-    sample = Formatter(processor, tables, SampleOptions(action_format=fmt))(
+    sample = Formatter(processor, tables, SampleOptions(action_format=fmt, drawn_trace=0.0))(
         row, np.random.default_rng(0), {})
     answer = sample["labels"][sample["labels"] != IGNORE].tolist()
     if fmt == "ids":   # one id per action bin (SPEC §4), not 2-4 BPE pieces
@@ -212,7 +212,7 @@ def test_answer_round_trip(built, request, fmt, vocab):
         assert tables["action"][:2] == [VOCAB_SIZE - 1, VOCAB_SIZE - 2]
     parsed = parse_answer(answer_text(answer, processor.tokenizer, tables))
     assert parsed["depth_codes"] == list(row["depth_codes"])
-    assert parsed["traces"] == [row["trace"]]
+    assert parsed["traces"] == [row["trace"]] * 2     # the fine-tune form's left and right
     assert parsed["action_bins"] == row["action_chunk_bins"]
 
 
@@ -266,8 +266,10 @@ def test_overfit_then_predict(built, tiny, tmp_path, capsys):
     (name, ds_stats), = stats.items()
     for i, row in enumerate(pick.to_pylist()):
         (tmp_path / f"{i}.jpg").write_bytes(image_bytes(row["image"]))
+        (tmp_path / f"{i}_wrist.jpg").write_bytes(image_bytes(row["wrist_image"]))
         capsys.readouterr()
         assert armdata("predict", "--model", run / "model", "--image", tmp_path / f"{i}.jpg",
+                       "--wrist-image", tmp_path / f"{i}_wrist.jpg",   # every camera, as trained
                        "--instruction", row["instruction"], "--json") == 0
         got = json.loads(capsys.readouterr().out)
         assert got["action_bins"] == [row["action_bins"]], got["text"]
