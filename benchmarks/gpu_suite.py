@@ -176,7 +176,7 @@ def part_depth(ctx: Context) -> dict[str, Any]:
     from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
     from armdata.models.vqvae import VQVAE
     from armdata.testing.tiny_models import TINY_DEPTH
-    from armdata.transforms.depth import frames_to_codes
+    from armdata.transforms.depth import depth_to_codes
 
     s, device = ctx.sizes, ctx.device
     x = torch.from_numpy(frames(s.frames, s.frame_px)).to(device)
@@ -192,11 +192,11 @@ def part_depth(ctx: Context) -> dict[str, Any]:
             for batch in (1, s.depth_batch):
                 def run(batch: int = batch) -> torch.Tensor:
                     with torch.inference_mode():
-                        return torch.cat([frames_to_codes(model, vqvae, x[i:i + batch])[1]
+                        return torch.cat([depth_to_codes(vqvae, x[i:i + batch], "rgb", model)[1]
                                           for i in range(0, len(x), batch)]).cpu()
                 with precision(device, bf16):
                     with torch.inference_mode():   # warm-up: kernels and allocator, this shape
-                        frames_to_codes(model, vqvae, x[:batch])
+                        depth_to_codes(vqvae, x[:batch], "rgb", model)
                     m = measure(run, len(x), device)
                 row[f"{name}_batch{batch}"] = figures(m)
                 codes[name] = m["result"]
