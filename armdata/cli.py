@@ -78,7 +78,7 @@ def check_extra(parser: argparse.ArgumentParser, args: argparse.Namespace,
     command = parser._subparsers._group_actions[0].choices[args.command]   # type: ignore
     ours = [s for a in command._actions for s in a.option_strings]
     if getattr(args, "accepts_beam_args", False):
-        from armdata.commands.build import unknown_beam_args
+        from armdata.commands.build.runner import unknown_beam_args
 
         unknown, beam_names = unknown_beam_args(extra)
     else:

@@ -19,7 +19,7 @@ import torch
 from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
 from armdata.models.device import resolve_device
 from armdata.models.vqvae import VQVAE
-from armdata.transforms.depth import frames_to_codes
+from armdata.transforms.depth import depth_to_codes
 
 
 class PeakMemory:
@@ -94,13 +94,13 @@ def main() -> None:
                 with torch.inference_mode():
                     for i in range(0, len(frames), batch):
                         x = torch.from_numpy(frames[i:i + batch]).to(device)
-                        maps, codes, _ = frames_to_codes(model, vqvae, x)
+                        maps, codes, _ = depth_to_codes(vqvae, x, "rgb", model)
                         codes.cpu()
             return go
 
         with torch.inference_mode():   # warm-up (kernels, allocator) for both shapes
-            frames_to_codes(model, vqvae, torch.from_numpy(frames[:args.batch_size]).to(device))
-            frames_to_codes(model, vqvae, torch.from_numpy(frames[:1]).to(device))
+            for n in (args.batch_size, 1):
+                depth_to_codes(vqvae, torch.from_numpy(frames[:n]).to(device), "rgb", model)
         t_loop, m_loop = timed(run(1), device)
         t_batch, m_batch = timed(run(args.batch_size), device)
         n = len(frames)

@@ -31,11 +31,11 @@ import numpy as np
 import psutil
 
 
-from armdata.models.trackers import AffineTracker, LKTracker
+from armdata.models.trackers.factory import make_tracker
 from armdata.testing.synthetic_video import make_hard_video, write_frames
 from armdata.transforms.trace import tracking_scores
 
-TRACKERS = {"affine": AffineTracker, "lk": LKTracker}
+TRACKERS = ("affine", "lk")
 
 
 def track_cli(frames_dir: Path, point: np.ndarray, tracker: str) -> tuple[np.ndarray, np.ndarray]:
@@ -62,11 +62,11 @@ def bench_videos(seeds: list[int], frames: int) -> None:
             video = make_hard_video(seed, num_frames=frames)
             directory = write_frames(video, Path(tmp) / f"v{seed}")
             total += len(video.frames)
-            for name, cls in TRACKERS.items():
+            for name in TRACKERS:
                 xy, visible = track_cli(directory, video.xy[0], name)
                 rows[name].append(tracking_scores(xy, visible, video.xy, video.visible))
                 start = time.perf_counter()   # tracking alone, on the decoded frames
-                cls().track(video.frames, 0, tuple(video.xy[0]))
+                make_tracker(name).track(video.frames, 0, tuple(video.xy[0]))
                 seconds[name] += time.perf_counter() - start
     for name in TRACKERS:
         per_seed = " ".join(f"{r['within']:.2f}" for r in rows[name])

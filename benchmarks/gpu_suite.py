@@ -3,8 +3,11 @@ depend on the values), batched against one at a time, bf16 against fp32, one opt
 trainer, and the real `armdata build` end to end; one JSON and one Markdown table (with the
 dataset cost rows of `benchmarks/cost_table.py`) in --out.
 
-    python benchmarks/gpu_suite.py --device cuda --out DIR [--cotracker-repo DIR]   (≤ 8 min, H100)
-    python benchmarks/gpu_suite.py --device cpu --tiny --out DIR                     (smoke, < 60 s)
+    python -m benchmarks.gpu_suite --device cuda --out DIR [--cotracker-repo DIR]   (≤ 8 min, H100)
+    python -m benchmarks.gpu_suite --device cpu --tiny --out DIR                     (smoke, < 60 s)
+
+from the repository root (it imports other benchmarks' code as `benchmarks.*`) with the checkout
+installed (`pip install -e .`).
 
 Parts run in order (the trainer reads the rows the end-to-end part built), each under its own
 time limit (--part-timeout NAME=SECONDS); a part that fails or runs out of time is recorded in the
@@ -34,12 +37,11 @@ from unittest import mock
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks import cost_table, suite_models
+from benchmarks.bench_depth import PeakMemory
+from benchmarks.bench_reasoning import make_episodes, run_stage
 
-from benchmarks import cost_table, suite_models  # noqa: E402
-from benchmarks.bench_depth import PeakMemory  # noqa: E402
-from benchmarks.bench_reasoning import make_episodes, run_stage  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("gpu_suite")
 
@@ -176,7 +178,7 @@ def part_depth(ctx: Context) -> dict[str, Any]:
     from armdata.models.depth_anything import ARCHITECTURES, depth_anything_config, random_depth_model
     from armdata.models.vqvae import VQVAE
     from armdata.testing.tiny_models import TINY_DEPTH
-    from armdata.transforms.depth import frames_to_codes
+    from armdata.transforms.depth import depth_to_codes
 
     s, device = ctx.sizes, ctx.device
     x = torch.from_numpy(frames(s.frames, s.frame_px)).to(device)
@@ -192,11 +194,11 @@ def part_depth(ctx: Context) -> dict[str, Any]:
             for batch in (1, s.depth_batch):
                 def run(batch: int = batch) -> torch.Tensor:
                     with torch.inference_mode():
-                        return torch.cat([frames_to_codes(model, vqvae, x[i:i + batch])[1]
+                        return torch.cat([depth_to_codes(vqvae, x[i:i + batch], "rgb", model)[1]
                                           for i in range(0, len(x), batch)]).cpu()
                 with precision(device, bf16):
                     with torch.inference_mode():   # warm-up: kernels and allocator, this shape
-                        frames_to_codes(model, vqvae, x[:batch])
+                        depth_to_codes(vqvae, x[:batch], "rgb", model)
                     m = measure(run, len(x), device)
                 row[f"{name}_batch{batch}"] = figures(m)
                 codes[name] = m["result"]
@@ -545,8 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
-        "command": "python benchmarks/gpu_suite.py " + " ".join(argv if argv is not None
-                                                               else sys.argv[1:]),
+        "command": "python -m benchmarks.gpu_suite " + " ".join(argv if argv is not None
+                                                                else sys.argv[1:]),
         "torch": torch.__version__, "tiny": args.tiny, "wall_s": time.perf_counter() - start,
         "load_avg": os.getloadavg()}, "parts": results}
     args.out.mkdir(parents=True, exist_ok=True)

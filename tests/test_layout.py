@@ -59,6 +59,28 @@ def test_no_old_top_level_imports() -> None:
     assert not bad, bad
 
 
+def patches_sys_path(node: ast.AST) -> bool:
+    """`sys.path.insert(...)`, `sys.path.append(...)`, `sys.path[...] = ...`, `sys.path = ...`."""
+    def is_sys_path(n: ast.AST) -> bool:
+        return isinstance(n, ast.Attribute) and n.attr == "path" and \
+            isinstance(n.value, ast.Name) and n.value.id == "sys"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return is_sys_path(node.func.value)
+    if isinstance(node, (ast.Assign, ast.AugAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(is_sys_path(t) or (isinstance(t, ast.Subscript) and is_sys_path(t.value))
+                   for t in targets)
+    return False
+
+
+def test_nothing_patches_sys_path() -> None:
+    """Modules, tests and benchmarks import `armdata.*` from the install (and benchmarks'
+    shared code as `benchmarks.*`), never by adding folders to sys.path."""
+    bad = [f"{p.relative_to(REPO)}:{node.lineno}" for folder in FOLDERS for p in py_files(folder)
+           for node in ast.walk(ast.parse(p.read_text(), str(p))) if patches_sys_path(node)]
+    assert not bad, bad
+
+
 @pytest.mark.parametrize("folder", sorted(FORBIDDEN))
 def test_import_layering(folder: str) -> None:
     bad = [f"{p.relative_to(REPO)}: {name}" for p in py_files(folder)

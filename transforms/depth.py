@@ -56,19 +56,39 @@ def sensor_disparity(depth_m: torch.Tensor) -> tuple[torch.Tensor, list[tuple[st
     return disp, problems
 
 
-def frames_to_codes(depth_net: Any, vqvae: Any,
-                    frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, H, W, 3) uint8 frames on the device → 8-bit depth maps (B, H, W), codes (B, 100) and
-    whether the model's depth was finite (B,), all still on the device."""
+INPUT_KINDS = ("rgb", "sensor", "depth_map")
+
+
+def depth_to_codes(vqvae: Any, inputs: torch.Tensor, kind: str, depth_net: Any = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str] | None]]:
+    """The depth → codes chain (SPEC §2) of a batch on the device, for the depth stage and
+    `armdata depth-tokens`. `kind`: "rgb" (B, H, W, 3) uint8 frames through the depth model,
+    "sensor" (B, H, W) metric depth as disparity, "depth_map" (B, H, W) uint8 maps as they are.
+    Returns the 8-bit depth maps (B, H, W), the codes (B, 100), and per frame None or (counter
+    key, reason) why it cannot be used; all still on the device."""
     import torch
 
     from armdata.models.depth_anything import depth_to_u8, estimate_depth
     from armdata.models.vqvae import vqvae_input
 
-    depth = estimate_depth(depth_net, frames)
-    finite = torch.isfinite(depth).flatten(1).all(1)
-    maps = depth_to_u8(torch.nan_to_num(depth))
-    return maps, vqvae.encode(vqvae_input(maps)), finite
+    finite = None
+    problems: list[tuple[str, str] | None] = [None] * len(inputs)
+    if kind == "rgb":
+        depth = estimate_depth(depth_net, inputs)
+        finite = torch.isfinite(depth).flatten(1).all(1)
+        maps = depth_to_u8(torch.nan_to_num(depth))
+    elif kind == "sensor":
+        disparity, problems = sensor_disparity(inputs)
+        maps = depth_to_u8(disparity)
+    elif kind == "depth_map":
+        maps = inputs
+    else:
+        raise ValueError(f"depth input must be one of {INPUT_KINDS}, got {kind!r}")
+    codes = vqvae.encode(vqvae_input(maps))
+    if finite is not None:   # read once the encoder is queued: no device sync in between
+        problems = [None if ok else ("depth_not_finite", "depth model output is not finite")
+                    for ok in finite.tolist()]
+    return maps, codes, problems
 
 
 class DepthStage(Stage):
@@ -178,19 +198,10 @@ class DepthStage(Stage):
                        problems: dict[int, str]) -> None:
         import torch
 
-        from armdata.models.depth_anything import depth_to_u8
-        from armdata.models.vqvae import vqvae_input
-
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self._device)
-            if self.source == "model":
-                maps, codes, finite = frames_to_codes(self._depth, self._vqvae, x)
-                frame_problems = [None if ok else ("depth_not_finite", "depth model output is "
-                                                   "not finite") for ok in finite.tolist()]
-            else:
-                disparity, frame_problems = sensor_disparity(x)
-                maps = depth_to_u8(disparity)
-                codes = self._vqvae.encode(vqvae_input(maps))
+            maps, codes, frame_problems = depth_to_codes(
+                self._vqvae, torch.from_numpy(batch).to(self._device),
+                "rgb" if self.source == "model" else "sensor", self._depth)
             codes = codes.to(torch.uint8).cpu().numpy()
             maps_np = maps.cpu().numpy() if self.store_depth else None
         for i, pos in enumerate(positions):

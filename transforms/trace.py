@@ -28,7 +28,9 @@ from armdata.models.localizers import DEFAULT_POINTING_MODEL, Clip, FitLocalizer
     ManualLocalizer, PointingLocalizer, ProjectionLocalizer, arm_xyz, load_manual_points, \
     load_pointing_model
 from armdata.models.state_guide import StateGuide, refine_with_fit
-from armdata.models.trackers import AffineTracker, LKTracker, check_cotracker_source, cotracker_from_hub
+from armdata.models.trackers import AffineTracker, check_cotracker_source
+from armdata.models.trackers.factory import LEARNED_TRACKERS, TRACKERS as TRACKER_NAMES, \
+    TrackerOptions, make_tracker
 from armdata.schemas.config import ArmConfig, CameraConfig, ConfigError, DatasetConfig
 from armdata.schemas.episode import DataError, Episode, Rejection, decode_rgb
 from armdata.transforms.base import Stage, shared_model
@@ -37,7 +39,7 @@ from armdata.schemas.columns import normalize_point
 log = logging.getLogger(__name__)
 
 LOCALIZERS = ("projection", "fit", "pointing", "manual")
-TRACKERS = ("affine", "lk", "cotracker3", "none")
+TRACKERS = (*TRACKER_NAMES, "none")   # none: the localizer on every frame
 MAX_TRACE_POINTS = 5
 
 
@@ -240,19 +242,16 @@ class TraceStage(Stage):
 
     def setup(self) -> None:
         needs_torch = (self.localizer_name in ("pointing", "fit")
-                       or self.tracker_name == "cotracker3")
+                       or self.tracker_name in LEARNED_TRACKERS)
         device = resolve_device(self.device, "trace models") if needs_torch else None
         self._localizer = self._make_localizer(device)
-        if self.tracker_name == "affine":
-            self._tracker = AffineTracker()
-        elif self.tracker_name == "lk":
-            self._tracker = LKTracker()
-        elif self.tracker_name == "cotracker3":
-            self._tracker = shared_model(
-                ("cotracker3", self.cotracker_repo, str(device), self.cotracker_offline_max_frames),
-                lambda: cotracker_from_hub(self.cotracker_repo, device,
-                                           self.cotracker_offline_max_frames,
-                                           self.trust_cotracker_code))
+        if self.tracker_name in LEARNED_TRACKERS:   # a model: loaded once per process
+            options = TrackerOptions(self.cotracker_repo, self.cotracker_offline_max_frames,
+                                     self.trust_cotracker_code)
+            self._tracker = shared_model((self.tracker_name, options, str(device)),
+                                         lambda: make_tracker(self.tracker_name, options, device))
+        elif self.tracker_name != "none":
+            self._tracker = make_tracker(self.tracker_name)
 
     offline = "--localizer projection (calibrated camera) or --localizer manual --manual-points FILE"
 

@@ -1,7 +1,7 @@
 """`armdata depth-tokens`: the 100 depth codes of image files.
 
 An 8-bit single-channel PNG is taken as a depth map and tokenized directly; any other image is an
-RGB frame whose depth is estimated first (Depth Anything V2), exactly as the depth stage does.
+RGB frame whose depth is estimated first (Depth Anything V2), through the depth stage's own chain.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from armdata.models.depth_anything import depth_to_u8, estimate_depth, load_depth_model
+from armdata.models.depth_anything import load_depth_model
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.hub import DEFAULT_DEPTH_MODEL, VQVAE_FILE, VQVAE_REPO, check_models
-from armdata.models.vqvae import load_vqvae, vqvae_input
+from armdata.models.vqvae import load_vqvae
 from armdata.errors import UsageError
 from armdata.schemas.output import depth_text
-
-ENCODE_BATCH = 64
+from armdata.transforms.depth import depth_to_codes
 
 
 def read_image(path: str) -> tuple[str, np.ndarray]:
@@ -52,12 +51,11 @@ def read_kind(path: str) -> str | None:
 
 def tokenize_files(files: list[str], vqvae_path: str | None, depth_model: str,
                    device: torch.device) -> list[dict[str, Any]]:
-    """One result per file, in order: {file, source, codes, tokens} or {file, error}."""
+    """One result per file, in order: {file, source, codes, tokens} or {file, error}. Each file
+    goes alone through the depth stage's chain (`transforms.depth.depth_to_codes`)."""
     vqvae = load_vqvae(vqvae_path, device)
     depth_net = None
     results: list[dict[str, Any]] = []
-    inputs: list[torch.Tensor] = []       # (1, 1, 320, 320) per tokenizable file
-    owners: list[int] = []
     with torch.inference_mode():
         for path in files:
             try:
@@ -65,18 +63,16 @@ def tokenize_files(files: list[str], vqvae_path: str | None, depth_model: str,
             except ValueError as exc:
                 results.append({"file": path, "error": str(exc)})
                 continue
-            x = torch.from_numpy(array).to(device).unsqueeze(0)
-            if kind == "rgb":
-                if depth_net is None:
-                    depth_net = load_depth_model(depth_model, device)
-                x = depth_to_u8(estimate_depth(depth_net, x))
-            inputs.append(vqvae_input(x))
-            owners.append(len(results))
-            results.append({"file": path, "source": kind})
-        for start in range(0, len(inputs), ENCODE_BATCH):
-            codes = vqvae.encode(torch.cat(inputs[start:start + ENCODE_BATCH])).cpu().numpy()
-            for owner, row in zip(owners[start:start + ENCODE_BATCH], codes):
-                results[owner].update(codes=row.tolist(), tokens=depth_text(row))
+            if kind == "rgb" and depth_net is None:
+                depth_net = load_depth_model(depth_model, device)
+            _, codes, problems = depth_to_codes(vqvae, torch.from_numpy(array).to(device)[None],
+                                             kind, depth_net)
+            if problems[0] is not None:
+                results.append({"file": path, "error": problems[0][1]})
+                continue
+            row = codes[0].cpu().numpy()
+            results.append({"file": path, "source": kind, "codes": row.tolist(),
+                            "tokens": depth_text(row)})
     return results
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from armdata.models.device import DEVICE_CHOICES, resolve_device
 from armdata.models.localizers import Clip, PointingLocalizer, \
     load_pointing_model
-from armdata.models.trackers import AffineTracker, LKTracker, check_cotracker_source, cotracker_from_hub
+from armdata.models.trackers import check_cotracker_source
+from armdata.models.trackers.factory import LEARNED_TRACKERS, TRACKERS, TrackerOptions, make_tracker
 from armdata.errors import UsageError
 from armdata.schemas.config import ArmConfig
 from armdata.transforms.trace import add_model_arguments
@@ -78,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("frames", help="directory of images or video file")
     p.add_argument("--point", type=parse_point, help="X,Y in pixels at --frame")
     p.add_argument("--frame", type=int, default=0, help="frame of the point (default 0)")
-    p.add_argument("--tracker", choices=("affine", "lk", "cotracker3"), default="affine",
+    p.add_argument("--tracker", choices=TRACKERS, default="affine",
                    help="affine (default): follows turns, scale, opening fingers and light "
                         "changes; lk: Lucas-Kanade; cotracker3: learned, needs its weights")
     p.add_argument("--localizer", choices=("pointing",),
@@ -98,7 +99,7 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         raise TrackError("give the point with --point X,Y (or find it with --localizer pointing)")
     if args.tracker == "cotracker3":
         check_cotracker_source(args.cotracker_repo, args.trust_cotracker_code)
-    needs_torch = args.localizer is not None or args.tracker == "cotracker3"
+    needs_torch = args.localizer is not None or args.tracker in LEARNED_TRACKERS
     device = resolve_device(args.device, "tracking models") if needs_torch else None
     reseed: Callable[[int], tuple[float, float] | None] | None = None
     point = args.point
@@ -118,13 +119,8 @@ def track(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
             point = reseed(args.frame)
             if point is None:
                 raise TrackError(f"the pointing model found no gripper in frame {args.frame}")
-    if args.tracker == "affine":
-        tracker = AffineTracker()
-    elif args.tracker == "lk":
-        tracker = LKTracker()
-    else:
-        tracker = cotracker_from_hub(args.cotracker_repo, device,
-                                     trust_code=args.trust_cotracker_code)
+    tracker = make_tracker(args.tracker, TrackerOptions(
+        cotracker_repo=args.cotracker_repo, trust_cotracker_code=args.trust_cotracker_code), device)
     return tracker.track(frames, args.frame, point, reseed)
 
 

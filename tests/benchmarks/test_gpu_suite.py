@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from unittest import mock
 
 import pytest
 import torch
 
 from benchmarks import cost_table, gpu_suite, suite_models
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,18 @@ def test_failing_part_is_recorded_and_the_others_run(tmp_path):
     assert parts["cotracker"]["status"] == "skipped"
     assert "end_to_end" in parts["trainer"]["error"]   # its rows were never built
     assert "| detector | failed: MemoryError" in (tmp_path / "gpu_suite.md").read_text()
+
+
+def test_runs_as_a_module_from_the_repository_root(tmp_path):
+    """The README's command: `python -m benchmarks.gpu_suite` imports its sibling benchmarks as
+    `benchmarks.*` without touching sys.path (a part that needs nothing: the skipped CoTracker3)."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_suite", "--device", "cpu",
+                           "--tiny", "--parts", "cotracker", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu_suite.json").read_text())
+    assert report["parts"]["cotracker"]["status"] == "skipped"
+    assert report["meta"]["command"].startswith("python -m benchmarks.gpu_suite --device cpu")
 
 
 def test_time_limit_stops_a_part():

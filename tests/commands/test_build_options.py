@@ -6,8 +6,11 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 
-from armdata.commands.build import IN_PROCESS_MAX_EPISODES, beam_options, make_runner, \
-    parse_stages, progress, runs_in_process, summary
+from armdata.commands.build.options import parse_stages
+from armdata.commands.build.progress import progress
+from armdata.commands.build.publish import summary
+from armdata.commands.build.runner import IN_PROCESS_MAX_EPISODES, beam_options, make_runner, \
+    runs_in_process
 from armdata.wording import count
 
 

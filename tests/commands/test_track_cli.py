@@ -87,3 +87,16 @@ def test_track_empty_inputs(tmp_path, capsys):
 def test_bad_point_syntax(tmp_path):
     with pytest.raises(SystemExit):
         _main(["track", str(tmp_path), "--point", "12"])
+
+
+def test_track_with_cotracker3_from_a_local_clone(tmp_path, capsys):
+    """--tracker cotracker3 --cotracker-repo DIR goes through the trackers' factory (here a
+    stand-in clone whose model keeps the point where it was seeded)."""
+    from tests.models.test_trackers import write_echo_cotracker
+
+    path = write_frames(make_video(0, num_frames=4), tmp_path / "f")
+    repo = write_echo_cotracker(tmp_path / "co-tracker")
+    assert _main(["track", str(path), "--point", "12,34", "--frame", "1", "--tracker",
+                  "cotracker3", "--cotracker-repo", str(repo), "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"tracks": [[12.0, 34.0]] * 4,
+                                                   "visible": [True] * 4}

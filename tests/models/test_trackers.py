@@ -8,6 +8,7 @@ import pytest
 
 from armdata.models.trackers import AffineParams, AffineTracker, CoTrackerTracker, LKTracker, \
     load_cotracker, template_size
+from armdata.models.trackers.factory import TRACKERS, TrackerOptions, make_tracker
 from armdata.testing.synthetic_video import make_hard_video, make_video
 from armdata.transforms.trace import trace_error, tracking_scores
 
@@ -106,6 +107,51 @@ def test_cotracker_wrapper_halves_and_queries():
     xy, visible = CoTrackerTracker(model, None, torch.device("cpu")).track(frames, 2, (5.0, 7.0))
     assert [s[0][1] for s in seen] == [4, 3]          # forwards 2..5, backwards 2..0
     assert seen[0][1] == [[[0.0, 5.0, 7.0]]] and tuple(seen[0][0][2:]) == (3, 256, 256)
+    assert xy.tolist() == [[5.0, 7.0]] * 6 and visible.all()
+
+
+# A local "clone" of co-tracker whose hub entry points return a model that echoes its query: the
+# point stays where it was seeded, always visible.
+ECHO_HUBCONF = """
+import torch
+
+
+class Echo(torch.nn.Module):
+    def forward(self, video, queries):
+        T = video.shape[1]
+        return queries[:, None, :, 1:].expand(1, T, 1, 2), torch.ones(1, T, 1)
+
+
+def cotracker3_offline(**kwargs):
+    return Echo()
+
+
+def cotracker3_online(**kwargs):
+    return Echo()
+"""
+
+
+def write_echo_cotracker(directory):
+    directory.mkdir()
+    (directory / "hubconf.py").write_text(ECHO_HUBCONF)
+    return directory
+
+
+def test_make_tracker_by_name(tmp_path):
+    assert TRACKERS == ("affine", "lk", "cotracker3")
+    assert type(make_tracker("affine")) is AffineTracker
+    assert type(make_tracker("lk")) is LKTracker
+    with pytest.raises(ValueError, match=r"tracker must be one of .*'affine'.* got 'klt'"):
+        make_tracker("klt")
+    with pytest.raises(ValueError, match="--trust-cotracker-code"):    # no GitHub code unasked
+        make_tracker("cotracker3")
+    repo = write_echo_cotracker(tmp_path / "co-tracker")
+    import torch
+
+    tracker = make_tracker("cotracker3", TrackerOptions(str(repo), cotracker_offline_max_frames=4),
+                           torch.device("cpu"))
+    assert type(tracker) is CoTrackerTracker and tracker.offline_max_frames == 4
+    xy, visible = tracker.track(make_video(1, num_frames=6).frames, 2, (5.0, 7.0))
     assert xy.tolist() == [[5.0, 7.0]] * 6 and visible.all()
 
 

@@ -228,3 +228,62 @@ def test_depth_tokens_offline_hub_error(tmp_path: Path, monkeypatch: pytest.Monk
     Image.new("RGB", (8, 8)).save(image)
     assert run_depth_tokens("--device", "cpu", str(image)) == 2
     assert "--vqvae PATH" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def nan_depth_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny depth model with a head that outputs NaN (a broken checkpoint)."""
+    from armdata.models.depth_anything import depth_anything_config, random_depth_model
+    from armdata.testing.tiny_models import TINY_DEPTH
+
+    model = random_depth_model(depth_anything_config(**TINY_DEPTH))
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.fill_(float("nan"))
+    directory = tmp_path_factory.mktemp("nan_depth") / "depth_model"
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_depth_to_codes_kinds(assets) -> None:
+    from armdata.models.vqvae import load_vqvae, vqvae_input
+
+    vq = load_vqvae(str(assets[1]))
+    maps = torch.from_numpy(synthetic_depth_maps(2, 30, 40))
+    with torch.inference_mode():
+        out, codes, problems = depth_stage.depth_to_codes(vq, maps, "depth_map")
+        assert out is maps and problems == [None, None]
+        assert codes.tolist() == vq.encode(vqvae_input(maps)).tolist()
+        with pytest.raises(ValueError, match="depth input must be one of"):
+            depth_stage.depth_to_codes(vq, maps, "disparity")
+
+
+def test_non_finite_depth_is_refused_by_stage_and_depth_tokens(assets, nan_depth_model,
+                                                               tmp_path, capsys) -> None:
+    """One chain: a depth model that outputs NaN drops the stage's step and is an error of
+    `armdata depth-tokens`, with the same reason (it used to print codes of a NaN map)."""
+    s = DepthStage(depth_model=str(nan_depth_model), vqvae=str(assets[1]), device="cpu")
+    ep, rejections = s.process(episode([encode_png(frames(1)[0])]))
+    assert ep is None and rejections[0].reason == "depth model output is not finite"
+    assert s.counters["depth_not_finite"] == 1
+    rgb = tmp_path / "frame.png"
+    Image.fromarray(frames(1)[0]).save(rgb)
+    assert run_depth_tokens("--vqvae", str(assets[1]), "--depth-model", str(nan_depth_model),
+                            "--device", "cpu", "--json", str(rgb)) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == [{"file": str(rgb),
+                                         "error": "depth model output is not finite"}]
+    assert captured.err.splitlines()[-1] == f"{rgb}: error: depth model output is not finite"
+
+
+def test_depth_tokens_of_a_frame_are_the_stage_codes(assets, tmp_path, capsys) -> None:
+    images = frames(3, seed=4)
+    ep, _ = stage(assets, batch_size=1).process(episode([encode_png(f) for f in images]))
+    files = []
+    for k, image in enumerate(images):
+        files.append(str(tmp_path / f"{k}.png"))
+        Image.fromarray(image).save(files[-1])
+    assert run_depth_tokens("--vqvae", str(assets[1]), "--depth-model", str(assets[0]),
+                            "--device", "cpu", "--json", *files) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["codes"] for r in out] == [s.depth_codes.tolist() for s in ep.steps]

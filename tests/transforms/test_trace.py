@@ -280,3 +280,23 @@ def test_stage_from_args_and_errors():
     assert stage_from_args(parser.parse_args([]), no_camera).localizer_name == "pointing"
     with pytest.raises(ConfigError, match="manual-points"):
         stage_from_args(parser.parse_args(["--localizer", "manual"]), no_camera)
+
+
+def test_stage_gets_its_tracker_from_the_factory(tmp_path):
+    """Each --tracker name gives the factory's tracker; a learned one (CoTracker3, here a local
+    stand-in clone) loads once per process for every stage with the same options."""
+    from armdata.models.trackers import AffineTracker, CoTrackerTracker, LKTracker
+    from tests.models.test_trackers import write_echo_cotracker
+
+    def tracker_of(name: str, **kw):
+        stage = TraceStage(localizer="projection", tracker=name, camera=CAMERA, device="cpu", **kw)
+        stage.setup()
+        return stage._tracker
+
+    assert (type(tracker_of("affine")), type(tracker_of("lk")), tracker_of("none")) == (
+        AffineTracker, LKTracker, None)
+    repo = str(write_echo_cotracker(tmp_path / "co-tracker"))
+    first = tracker_of("cotracker3", cotracker_repo=repo, cotracker_offline_max_frames=7)
+    assert type(first) is CoTrackerTracker and first.offline_max_frames == 7
+    assert tracker_of("cotracker3", cotracker_repo=repo, cotracker_offline_max_frames=7) is first
+    assert tracker_of("cotracker3", cotracker_repo=repo).offline_max_frames == 200
