@@ -79,24 +79,50 @@ def open_write(path: str) -> IO[bytes]:
 
 @contextlib.contextmanager
 def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
-    """Write a file that readers see whole or not at all: locally under a temporary name, synced
-    to disk and renamed when complete, then the directory synced (so that a power loss or kill
-    never leaves the new name pointing at unwritten blocks); on object stores an object only
-    appears once its upload completed."""
+    """Write a file that readers see whole or not at all: locally under a temporary name, then
+    put in place by `make_durable`; on object stores an object only appears once its upload
+    completed."""
     if not is_local(path):
         with open_write(path) as f:
             yield f
         return
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp = temp_path(path)
     try:
         with open_write(tmp) as f:
             yield f
-        fsync(tmp)
-        os.replace(tmp, path)
-        fsync(os.path.dirname(os.path.abspath(path)))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException:
+        remove_if_present(tmp)
+        raise
+    make_durable([(tmp, path)])
+
+
+def temp_path(path: str) -> str:
+    """A local name to write `path` under until `make_durable` renames it."""
+    return f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def remove_if_present(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def make_durable(renames: list[tuple[str, str]]) -> None:
+    """Put local files written under temporary names (`temp_path`) in place as one commit: sync
+    every file, rename them in order, then sync each directory holding them, once. No name
+    points at data that is not on disk (a power loss or kill never leaves a final name with
+    unwritten blocks), and once this returns the renames survive a crash. The temporary files
+    are removed if it fails."""
+    try:
+        for tmp, _ in renames:
+            fsync(tmp)
+        for tmp, path in renames:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in renames:
+            remove_if_present(tmp)
+        raise
+    for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for _, p in renames):
+        fsync(directory)
 
 
 def sha256_of(path: str, chunk: int = 8 << 20) -> str:
