@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -355,3 +356,28 @@ def test_a_failed_commit_fails_the_bundle_and_leaves_nothing(tmp_path, monkeypat
     with pytest.raises(OSError, match="No space left"):
         finish(str(episodes), [resume.Pending("d/a", small_episode("a"))])
     assert [p for p in episodes.rglob("*") if p.is_file()] == []
+
+
+def test_work_directory_is_deleted_by_several_threads(tmp_path, monkeypatch):
+    """On a busy disk every unlink waits for the journal: the files of a work directory are
+    unlinked from several threads at once, so the waits overlap; links are removed, never
+    followed."""
+    work = tmp_path / "out.armdata-work-0123"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    for i in range(40):
+        (work / "episodes" / f"{i:02x}").mkdir(parents=True)
+        (work / "episodes" / f"{i:02x}" / "e.arrow").write_bytes(b"x")
+    (work / "link").symlink_to(outside)
+    threads = set()
+    remove = os.remove
+
+    def slow_remove(path, *a, **k):
+        threads.add(threading.get_ident())
+        time.sleep(0.01)
+        remove(path, *a, **k)
+
+    monkeypatch.setattr(os, "remove", slow_remove)
+    storage.delete_tree(str(work))
+    assert not work.exists() and outside.read_text() == "not ours"
+    assert len(threads) > 1
