@@ -188,7 +188,7 @@ class FinishEpisode(beam.DoFn):
         except BaseException:
             if local:
                 for path in written.values():
-                    storage.remove_if_present(path)
+                    storage.remove_quietly(path)
             raise
         if local:
             self.commits.append(self.committer.submit(

@@ -79,32 +79,15 @@ def open_write(path: str) -> IO[bytes]:
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-@contextlib.contextmanager
-def open_write_atomic(path: str) -> Iterator[IO[bytes]]:
-    """Write a file that readers see whole or not at all: locally under a temporary name, then
-    put in place by `make_durable`; on object stores an object only appears once its upload
-    completed."""
-    if not is_local(path):
-        with open_write(path) as f:
-            yield f
-        return
-    tmp = temp_path(path)
-    try:
-        with open_write(tmp) as f:
-            yield f
-    except BaseException:
-        remove_if_present(tmp)
-        raise
-    make_durable([(tmp, path)])
-
-
 def temp_path(path: str) -> str:
     """A local name to write `path` under until `make_durable` renames it."""
     return f"{path}.tmp-{uuid.uuid4().hex[:12]}"
 
 
-def remove_if_present(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+def remove_quietly(path: str) -> None:
+    """Remove a local file if it is there and can be removed (cleanup that must not hide the
+    error being handled)."""
+    with contextlib.suppress(OSError):
         os.remove(path)
 
 
@@ -121,7 +104,7 @@ def make_durable(renames: list[tuple[str, str]]) -> None:
             os.replace(tmp, path)
     except BaseException:
         for tmp, _ in renames:
-            remove_if_present(tmp)
+            remove_quietly(tmp)
         raise
     for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for _, p in renames):
         fsync(directory)
@@ -167,18 +150,13 @@ def delete_tree(prefix: str) -> None:
         files = list_files(prefix)
         if len(files) > 1:
             with ThreadPoolExecutor(DELETE_THREADS) as pool:
-                for _ in pool.map(_unlink_quietly, files):
+                for _ in pool.map(remove_quietly, files):
                     pass
         shutil.rmtree(prefix, ignore_errors=True)
         return
     files = list_files(prefix)
     if files:
         FileSystems.delete(files)
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.remove(path)
 
 
 def staging_dir(output: str) -> str:
