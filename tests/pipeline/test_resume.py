@@ -15,9 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 
 from armdata.pipeline import resume
 from armdata.pipeline.sinks import storage
