@@ -6,9 +6,13 @@ main and wrist images, float32 sensor depth, 16 TFRecord shards). The baseline (
 below, run as its own process): `tfds.builder_from_directory`, images left encoded with
 `SkipDecoding`, `flat_map` over the steps, `batch(1024)`, numpy q01/q99, 256-bin digitize, one
 pyarrow Parquet write; it validates nothing. armdata runs the real command (default Beam options:
-one worker process per core) and checks every image (JPEG structure, `schemas/jpeg.py`), action and
-state. Both are timed as whole commands, start-up included; peak RSS is of the whole process tree,
-sampled every 100 ms. Run it on an otherwise idle machine: both sides are mostly start-up and I/O.
+in its own process up to 150 episodes, else one worker process per core) and checks every image
+(JPEG structure, `schemas/jpeg.py`), action and state. Both are timed as whole commands, start-up
+included; peak RSS is of the whole process tree, sampled every 100 ms; CPU is user + system seconds
+of the command and the processes it waited for. Before every run the source files are read once,
+so both sides read them from the page cache, and the two alternate which goes first. Each row gives
+the 1-minute load average when it started. Run it on an otherwise idle machine: both sides are
+mostly start-up and I/O.
 
     python benchmarks/bench_actions.py [--episodes 300] [--steps 40] [--size 256] [--shards 16]
                                        [--repeat 1] [--data DIR] [armdata build options]
@@ -19,8 +23,11 @@ repeated runs skip generation.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import py_compile
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,8 +83,15 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS of the process tree, stdout) of a command that must succeed."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str]) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS of the process tree, stdout) of a command that must
+    succeed."""
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
@@ -88,20 +102,45 @@ def timed(cmd: list[str]) -> tuple[float, int, str]:
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{err.decode()[-3000:]}")
-    return wall, peak, out.decode()
+    return wall, children_cpu() - cpu, peak, out.decode()
+
+
+def byte_compile_armdata() -> int:
+    """Byte-compile the modules an armdata build imports, as installing a package does: with
+    PYTHONDONTWRITEBYTECODE set (as on the development machine) an editable install is compiled
+    from source at every start, while the naive script's libraries are installed compiled."""
+    from armdata.cli import make_parser
+
+    importlib.import_module("armdata.beam_worker")   # the worker processes' entry point
+    make_parser(["build"])   # imports the build command and its stage modules
+    files = {m.__file__ for name, m in list(sys.modules.items())
+             if name.split(".")[0] == "armdata" and str(getattr(m, "__file__", "")).endswith(".py")}
+    for path in files:
+        py_compile.compile(path, doraise=True)
+    return len(files)
+
+
+def read_once(source: Path) -> None:
+    """Read every file of the source, so that the timed commands find it in the page cache."""
+    for path in sorted(source.iterdir()):
+        with open(path, "rb") as f:
+            while f.read(64 << 20):
+                pass
 
 
 def run_naive(source: Path, output: Path) -> dict:
-    wall, peak, out = timed([sys.executable, "-c", NAIVE_SCRIPT, str(source), str(output)])
-    return {"wall_s": wall, "steps": int(out.split()[-1]), "peak_rss_mb": peak / 2**20}
+    wall, cpu, peak, out = timed([sys.executable, "-c", NAIVE_SCRIPT, str(source), str(output)])
+    return {"wall_s": wall, "cpu_s": cpu, "steps": int(out.split()[-1]),
+            "peak_rss_mb": peak / 2**20}
 
 
 def run_armdata(source: Path, output: Path, extra: list[str]) -> dict:
-    wall, peak, _ = timed([sys.executable, "-m", "armdata.cli", "build", "--config",
-                           "armdata_demo", "--source", str(source), "--output", str(output),
-                           "--stages", "actions", *extra])
+    wall, cpu, peak, _ = timed([sys.executable, "-m", "armdata.cli", "build", "--config",
+                                "armdata_demo", "--source", str(source), "--output", str(output),
+                                "--stages", "actions", *extra])
     counts = json.loads((output / "manifest.json").read_text())["counts"]
-    return {"wall_s": wall, "steps": counts["steps_out"], "peak_rss_mb": peak / 2**20}
+    return {"wall_s": wall, "cpu_s": cpu, "steps": counts["steps_out"],
+            "peak_rss_mb": peak / 2**20}
 
 
 def dataset(root: Path, args: argparse.Namespace) -> Path:
@@ -132,23 +171,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = dataset(args.data or tmp / "src", args)
-        print(f"{'run':>3s} {'command':8s} {'steps':>6s} {'wall s':>7s} {'steps/s':>8s} "
-              f"{'peak RSS MB':>11s} {'armdata/naive':>13s}")
-        ratios = []
+        print(f"byte-compiled {byte_compile_armdata()} armdata modules")
+        print(f"{'run':>3s} {'command':8s} {'load':>5s} {'steps':>6s} {'wall s':>7s} "
+              f"{'CPU s':>6s} {'steps/s':>8s} {'peak RSS MB':>11s} {'naive/armdata':>13s}")
+        ratios, loads = [], []
         for i in range(args.repeat):
-            naive = run_naive(source, tmp / f"naive{i}.parquet")
-            ours = run_armdata(source, tmp / f"armdata{i}", extra)
+            read_once(source)
+            runs = {}
+            order = (("naive", lambda: run_naive(source, tmp / f"naive{i}.parquet")),
+                     ("armdata", lambda: run_armdata(source, tmp / f"armdata{i}", extra)))
+            for name, run in order if i % 2 == 0 else order[::-1]:
+                load = os.getloadavg()[0]
+                loads.append(load)
+                runs[name] = {**run(), "load": load}
+            naive, ours = runs["naive"], runs["armdata"]
             if naive["steps"] != ours["steps"]:
                 raise SystemExit(f"step counts differ: naive {naive['steps']}, "
                                  f"armdata {ours['steps']}")
             ratio = naive["wall_s"] / ours["wall_s"]
             ratios.append(ratio)
-            for name, r in (("naive", naive), ("armdata", ours)):
-                print(f"{i:3d} {name:8s} {r['steps']:6d} {r['wall_s']:7.1f} "
-                      f"{r['steps'] / r['wall_s']:8.1f} {r['peak_rss_mb']:11.0f} "
+            for name, r in runs.items():
+                print(f"{i:3d} {name:8s} {r['load']:5.1f} {r['steps']:6d} {r['wall_s']:7.2f} "
+                      f"{r['cpu_s']:6.2f} {r['steps'] / r['wall_s']:8.1f} "
+                      f"{r['peak_rss_mb']:11.0f} "
                       f"{f'{ratio:.2f}x' if name == 'armdata' else '':>13s}")
         print(f"median naive/armdata wall ratio over {len(ratios)} runs: "
-              f"{statistics.median(ratios):.2f}x (load average {os.getloadavg()[0]:.1f})")
+              f"{statistics.median(ratios):.2f}x (load average {min(loads):.1f}-{max(loads):.1f})")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ source). Per episode (file names from sha256 of the episode id):
                 sha256, the summary that statistics and sharding need, and every rejection
                 recorded while producing the episode
 
-Both are written atomically (temporary name, fsync, rename, fsync of the directory: the spill is
-on disk before its record), and only an episode with a valid commit record whose spill has the
-recorded size and sha256 counts as finished, so a half-written or damaged spill is never reused
+Locally both are written under temporary names and committed together: both synced, renamed
+(spill first), then their directory synced, so no name ever points at unwritten data and a
+committed episode survives a crash. The commits of a bundle's episodes run on a few threads while
+the next episodes are processed, and the bundle ends only once all are durable (`FinishEpisode`).
+Only an episode with a valid commit record whose spill has the recorded size and sha256 counts
+as finished, so a missing, half-written or damaged spill is never reused
 (the episode is recomputed, with a warning and the `resume/bad_records` counter). A rerun of the
 same command finds the same directory: `ReuseLookup` routes its finished episodes around the
 stages (depth, trace, ...) straight to the writer, and the output is byte-identical to an
@@ -24,10 +27,12 @@ a successful publish; a failed or killed build keeps it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -43,6 +48,7 @@ from armdata.schemas.episode import Episode, Rejection
 log = logging.getLogger(__name__)
 
 WORK_MARK = ".armdata-work-"
+COMMIT_THREADS = 4   # episode commits syncing at once (`FinishEpisode`)
 REJECTED = "rejected"
 REUSED = "reused"
 
@@ -151,7 +157,15 @@ class ReuseLookup(beam.DoFn):
 
 
 class FinishEpisode(beam.DoFn):
-    """Pending → spill + commit record (written last); yields the summary and the rejections."""
+    """Pending → spill + commit record; yields the summary and the rejections.
+
+    Locally both files are written under temporary names and committed together by
+    `storage.make_durable` (both synced, renamed spill first, their directory synced) on a few
+    threads while the next episodes are processed: the syncs of several episodes overlap and
+    the file system groups them, instead of each one stalling the stages. A bundle ends only
+    once every commit it started is durable, and nothing reads a spill before its bundle ended
+    (the shard writer runs after the statistics barrier); a failed commit (disk full) fails the
+    bundle."""
 
     def __init__(self, episodes: str, key: str) -> None:
         self.episodes = episodes
@@ -159,27 +173,57 @@ class FinishEpisode(beam.DoFn):
 
     def setup(self) -> None:
         self.rows = beam.metrics.Metrics.counter("spill", "rows")
+        self.committer = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="armdata-commit")
+
+    def start_bundle(self) -> None:
+        self.commits: list[Future] = []
 
     def process(self, pending: Pending) -> Iterator[Any]:
         spill, record_path = record_paths(self.episodes, pending.episode_id)
-        summary = None
-        if pending.episode is not None:
-            summary = spill_episode(pending.episode, spill)
-            self.rows.inc(summary.rows)
-        record = {
-            "key": self.key, "episode_id": pending.episode_id,
-            "rejections": [r.to_dict() for r in pending.rejections],
-            "spill": None if summary is None else {
-                "bytes": storage.size(spill), "sha256": storage.sha256_of(spill),
-                "rows": summary.rows, "nbytes": summary.nbytes,
-                "actions": summary.actions.tolist(), "states": summary.states.tolist()},
-        }
-        with storage.open_write_atomic(record_path) as f:
-            f.write(json.dumps(record, sort_keys=True).encode())
+        files = [spill, record_path] if pending.episode is not None else [record_path]
+        local = storage.is_local(spill)
+        written = {p: storage.temp_path(p) if local else p for p in files}
+        try:
+            summary = self._write(pending, spill, record_path, written)
+        except BaseException:
+            if local:
+                for path in written.values():
+                    storage.remove_quietly(path)
+            raise
+        if local:
+            self.commits.append(self.committer.submit(
+                storage.make_durable, [(written[p], p) for p in files]))
         for r in pending.rejections:
             yield TaggedOutput(REJECTED, r)
         if summary is not None:
             yield summary
+
+    def _write(self, pending: Pending, spill: str, record_path: str,
+               written: dict[str, str]) -> EpisodeSummary | None:
+        """Write the spill (hashed as it is written) and then the record to their `written`
+        names; returns the summary (None for an episode a stage rejected)."""
+        summary, entry = None, None
+        if pending.episode is not None:
+            out = storage.HashingWriter(storage.open_write(written[spill]))
+            with contextlib.closing(out):
+                summary = spill_episode(pending.episode, out, spill)
+            self.rows.inc(summary.rows)
+            entry = {"bytes": out.size, "sha256": out.sha256.hexdigest(), "rows": summary.rows,
+                     "nbytes": summary.nbytes, "actions": summary.actions.tolist(),
+                     "states": summary.states.tolist()}
+        record = {"key": self.key, "episode_id": pending.episode_id,
+                  "rejections": [r.to_dict() for r in pending.rejections], "spill": entry}
+        storage.write_bytes(written[record_path], json.dumps(record, sort_keys=True).encode())
+        return summary
+
+    def finish_bundle(self) -> None:
+        commits, self.commits = self.commits, []
+        wait(commits)
+        for commit in commits:
+            commit.result()   # raises the first failure
+
+    def teardown(self) -> None:
+        self.committer.shutdown()
 
 
 def tree_size(prefix: str) -> int:

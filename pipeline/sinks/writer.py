@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -72,10 +72,11 @@ def auto_num_shards(total_bytes: int, episodes: int, min_shards: int) -> int:
     return max(1, min(max(min_shards, by_size), max(episodes, 1)))
 
 
-def spill_episode(episode: Episode, path: str) -> EpisodeSummary:
-    """Write an episode's rows (without action columns) to an Arrow IPC file at `path`."""
+def spill_episode(episode: Episode, out: IO[bytes], path: str) -> EpisodeSummary:
+    """Write an episode's rows (without action columns) as an Arrow IPC stream to `out`, the file
+    that will be found at `path`."""
     table = episode_table(episode)
-    with storage.open_write_atomic(path) as f, pa.ipc.new_stream(f, table.schema) as w:
+    with pa.ipc.new_stream(out, table.schema) as w:
         w.write_table(table)
     return EpisodeSummary(episode.episode_id, path, table.num_rows, table.nbytes,
                           episode.actions(), episode.states())

@@ -1,6 +1,9 @@
 """Beam options pass through; only DirectRunner is replaced by the in-process portable runner."""
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, \
     SetupOptions, StandardOptions
 
@@ -105,3 +108,26 @@ def test_depth_camera_is_read_only_for_the_sensor_depth_stage():
     assert config_as_read(config, [ValidateStage(config)]).depth_key is None
     assert config_as_read(config, [DepthStage(source="model")]).depth_key is None
     assert config_as_read(config, [DepthStage(source="sensor")]) == config
+
+
+@pytest.mark.e2e
+def test_build_never_imports_ipython(tmp_path):
+    """Beam probes for an IPython session on every transform and after the run; the probe
+    imported IPython (0.3 s of an actions build's 4 s) wherever it is installed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from armdata.testing.synthetic import write_synthetic_rlds
+
+    if importlib.util.find_spec("IPython") is None:
+        pytest.skip("IPython is not installed: nothing could import it")
+    source = write_synthetic_rlds(tmp_path, num_episodes=2, num_steps=3, image_size=(16, 16),
+                                  seed=0)
+    argv = ["build", "--config", "armdata_demo", "--source", str(source), "--output",
+            str(tmp_path / "out")]
+    code = f"import sys; from armdata.cli import main; main({argv!r}); print(sorted(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and (tmp_path / "out" / "manifest.json").exists(), done.stderr
+    assert "'IPython'" not in done.stdout

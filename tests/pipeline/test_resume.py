@@ -11,14 +11,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from armdata.pipeline import resume
+from armdata.pipeline.sinks import storage
+from armdata.pipeline.sinks.writer import read_spilled
 from armdata.testing.synthetic import write_synthetic_rlds
-from armdata.schemas.episode import Rejection
+from armdata.schemas.episode import Episode, Rejection, Step, encode_jpeg
 from tests.conftest import LOCAL_BEAM, build, build_killed_while_writing
 from armdata.testing.tiny_models import make_tiny_vqvae
 
@@ -253,7 +257,9 @@ def test_an_episode_rejected_by_a_stage_is_recorded_as_finished(tmp_path):
     rejection = Rejection("d", "d/1", None, "depth", "no usable steps left", steps=3)
     finish = resume.FinishEpisode(episodes, "k" * 16)
     finish.setup()
+    finish.start_bundle()
     out = list(finish.process(resume.Pending("d/1", None, [rejection])))
+    finish.finish_bundle()
     assert [o.value for o in out] == [rejection]
     assert resume.read_record(episodes, "k" * 16, "d/1") == (None, [rejection])
     assert resume.read_record(episodes, "k" * 16, "d/2") is None      # never finished
@@ -276,3 +282,101 @@ def test_work_of_other_armdata_code_is_discarded(tmp_path, caplog):
     assert again == work and other != key
     assert not (Path(work) / "episodes").exists()
     assert f"discarding {work}: its episodes were made from another armdata code" in caplog.text
+
+
+def small_episode(name: str) -> Episode:
+    image = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    return Episode("d", f"d/{name}", 3, [Step(i, image, np.full(7, i, np.float32),
+                                               np.zeros(2, np.float32), "go") for i in range(3)])
+
+
+def finish(episodes: str, pending: list[resume.Pending]) -> list:
+    """One bundle of FinishEpisode: its outputs, once the bundle has ended."""
+    fn = resume.FinishEpisode(episodes, "k" * 16)
+    fn.setup()
+    fn.start_bundle()
+    try:
+        out = [o for p in pending for o in fn.process(p)]
+        fn.finish_bundle()
+    finally:
+        fn.teardown()
+    return out
+
+
+def test_episode_commit_syncs_three_times_and_never_names_unsynced_data(tmp_path, monkeypatch):
+    """Per episode: the spill and the record are synced, renamed (spill first) and their folder
+    synced once: 3 syncs, was 4. The spill's sha256 is taken while it is written, not read back.
+    The bundle ends with every commit durable."""
+    events: list[tuple[str, str]] = []
+    synced = storage.fsync
+    rename = os.replace
+
+    def fsync(path):
+        time.sleep(0.02)   # a slow disk: the bundle must still end with every commit done
+        synced(path)
+        events.append(("sync", str(path)))
+
+    def replace(src, dst):
+        assert ("sync", str(src)) in events, f"{src} renamed before it was synced"
+        rename(src, dst)
+        events.append(("rename", str(dst)))
+
+    def read_back(path):
+        raise AssertionError(f"{path} read back to hash it")
+
+    monkeypatch.setattr(storage, "fsync", fsync)
+    monkeypatch.setattr(storage.os, "replace", replace)
+    monkeypatch.setattr(storage, "sha256_of", read_back)
+    episodes = str(tmp_path / "episodes")
+    names = ["a", "b", "c"]
+    out = finish(episodes, [resume.Pending(f"d/{n}", small_episode(n)) for n in names])
+    assert [o.episode_id for o in out] == [f"d/{n}" for n in names]
+    for name in names:
+        spill, record = resume.record_paths(episodes, f"d/{name}")
+        folder = os.path.dirname(spill)
+        mine = [e for e in events if folder in (e[1], os.path.dirname(e[1]))]
+        assert [kind for kind, _ in mine] == ["sync", "sync", "rename", "rename", "sync"]
+        assert [path for kind, path in mine if kind == "rename"] == [spill, record]
+        assert mine[-1][1] == folder                                # after both renames
+        assert read_spilled(spill).num_rows == 3
+    monkeypatch.undo()
+    for name in names:
+        summary, rejections = resume.read_record(episodes, "k" * 16, f"d/{name}")
+        assert summary.rows == 3 and rejections == []
+    assert not [p for p in Path(episodes).rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_failed_commit_fails_the_bundle_and_leaves_nothing(tmp_path, monkeypatch):
+    def disk_full(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage, "fsync", disk_full)
+    episodes = tmp_path / "episodes"
+    with pytest.raises(OSError, match="No space left"):
+        finish(str(episodes), [resume.Pending("d/a", small_episode("a"))])
+    assert [p for p in episodes.rglob("*") if p.is_file()] == []
+
+
+def test_work_directory_is_deleted_by_several_threads(tmp_path, monkeypatch):
+    """On a busy disk every unlink waits for the journal: the files of a work directory are
+    unlinked from several threads at once, so the waits overlap; links are removed, never
+    followed."""
+    work = tmp_path / "out.armdata-work-0123"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    for i in range(40):
+        (work / "episodes" / f"{i:02x}").mkdir(parents=True)
+        (work / "episodes" / f"{i:02x}" / "e.arrow").write_bytes(b"x")
+    (work / "link").symlink_to(outside)
+    threads = set()
+    remove = os.remove
+
+    def slow_remove(path, *a, **k):
+        threads.add(threading.get_ident())
+        time.sleep(0.01)
+        remove(path, *a, **k)
+
+    monkeypatch.setattr(os, "remove", slow_remove)
+    storage.delete_tree(str(work))
+    assert not work.exists() and outside.read_text() == "not ours"
+    assert len(threads) > 1

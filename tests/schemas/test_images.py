@@ -4,11 +4,13 @@ valid JPEG variant, and report the stored size."""
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from armdata.schemas import jpeg as structure
 from armdata.schemas.episode import DataError, check_image, encode_jpeg, encode_png, load_image
 
 
@@ -88,3 +90,48 @@ def test_non_jpeg_formats_are_decoded():
         check_image(png[:len(png) // 2])
     with pytest.raises(DataError, match="cannot decode image"):
         check_image(b"neither jpeg nor png")
+
+
+def scan_end_by_definition(data: bytes, start: int) -> int | str:
+    """`scan_end` one 0xff at a time, as JPEG defines entropy-coded data."""
+    pos, expected = start, 0xD0
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= len(data):
+            return "truncated"
+        follower = data[pos + 1]
+        if 0xD0 <= follower <= 0xD7:
+            if follower != expected:
+                return "restart markers out of order"
+            expected = 0xD0 + (expected - 0xD0 + 1) % 8
+        elif follower:
+            return pos
+        pos += 2
+
+
+def test_scan_end_follows_the_definition():
+    rng = np.random.default_rng(2)
+    alphabet = np.array([0x00, 0xFF, 0xFF, 0xD0, 0xD1, 0xD2, 0xD9, 0x12], np.uint8)
+    for _ in range(3000):
+        data = rng.choice(alphabet, rng.integers(0, 24)).tobytes()
+        start = int(rng.integers(0, len(data) + 1))
+        expected = scan_end_by_definition(data, start)
+        try:
+            assert structure.scan_end(data, start) == expected, data
+        except structure.JpegError as exc:
+            assert isinstance(expected, str) and str(exc).startswith(expected), (data, exc)
+
+
+def test_scan_end_skips_stuffed_bytes_without_a_python_step_each():
+    """Entropy-coded data holds many stuffed 0xff00 pairs (~130 in a 256x256 frame): the scan
+    makes a few calls per restart marker, not one per 0xff (4,100 here before)."""
+    data = (b"\x12" + b"\xff\x00\x34" * 4000 + b"\xff\xd0\x56\xff\xd1" + b"\xff\x00" * 99
+            + b"\xff\xd9")
+    calls = []
+    sys.setprofile(lambda frame, event, arg: calls.append(arg) if event == "c_call" else None)
+    try:
+        end = structure.scan_end(data, 0)
+    finally:
+        sys.setprofile(None)
+    assert end == len(data) - 2
+    assert len(calls) < 20, len(calls)

@@ -196,3 +196,23 @@ def test_missing_vocabulary_package(monkeypatch):
     finally:
         monkeypatch.undo()
         A._vocabulary.cache_clear()
+
+
+def test_vocabulary_line_must_hold_its_token_id(monkeypatch, tmp_path):
+    """Tokens are looked up by line number (qwen.tiktoken lists ids in order; parsing all
+    151,643 lines cost 0.2 s of every build's start-up): a line that holds another id is
+    refused instead of giving another token."""
+    (tmp_path / "resources").mkdir()
+    lines = [f"QQ== {i}" for i in range(A.VOCAB_SIZE)]
+    lines[-1], lines[-2] = lines[-2], lines[-1]
+    (tmp_path / "resources" / "qwen.tiktoken").write_text("\n".join(lines) + "\n")
+    A._vocabulary.cache_clear()
+    monkeypatch.setattr(A.importlib.resources, "files", lambda package: tmp_path)
+    try:
+        assert A.token_strings([7]) == ["A"]
+        with pytest.raises(RuntimeError, match="line 151643 is '.* 151641', expected the token "
+                                               "of id 151642"):
+            A.token_strings([151642])
+    finally:
+        monkeypatch.undo()
+        A._vocabulary.cache_clear()
