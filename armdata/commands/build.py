@@ -27,7 +27,7 @@ from apache_beam.runners.runner import PipelineState
 import armdata
 from armdata.pipeline import resume
 from armdata.pipeline.sinks import storage
-from armdata.errors import BuildError, BuildFailed, UsageError
+from armdata.errors import BuildError, BuildFailed, UsageError, causes
 from armdata.wording import count
 from armdata.models.hub import check_models
 from armdata.pipeline.sources.features import check_config_keys
@@ -356,16 +356,6 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and the exceptions it was raised from or while handling (Beam re-raises a worker's
-    exception as another one)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 def disk_full(exc: BaseException) -> str | None:
