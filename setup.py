@@ -28,14 +28,18 @@ setup(
     package_data={"armdata.configs": ["*.yaml", "mixtures/*.yaml"], "armdata.prompts": ["*.yaml"],
                   "armdata.viewer": ["templates/*.html", "static/*", "static/vendor/uplot/*"]},
     install_requires=[
-        "apache-beam>=2.65,<3",
-        "tensorflow-cpu>=2.16,<2.22",
+        # 2.69: earlier Beam requires dill<0.3.2, which leaves `datasets` (export, dev) only
+        # multiprocess 0.70.10 and older, whose setup.py never finishes on Python >= 3.10
+        "apache-beam>=2.69,<3",
+        # 2.20: earlier TF caps protobuf below 6, but tfds' unpinned tensorflow-metadata (1.21) is
+        # generated for protobuf 6.31, so a fresh install cannot `import tensorflow_datasets`
+        "tensorflow-cpu>=2.20,<2.22",
         "tensorflow-datasets>=4.9.4,<4.10",
         "importlib_resources",          # the tfds dataset writer needs it
         "google-crc32c",                # TFRecord checksums, read without TensorFlow
         "torch>=2.9",                   # fp32_precision; install the CPU build first where there is no GPU
         "transformers>=4.56",            # from_pretrained(dtype=...)
-        "huggingface-hub>=0.34,<3",      # the range tested (transformers 4.56 .. 5.x)
+        "huggingface-hub>=0.34,<3",      # tested: 0.34 (.ci/min-deps) and 2.x
         "pyarrow>=16",
         "fsspec",                       # the trainer reads shards from local, gs://, hf://
         "numpy",
@@ -48,11 +52,12 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "hypothesis", "pyflakes", "psutil",   # psutil: benchmarks' peak RSS
+                "scipy",                        # rotations: the reference of the Euler tests
                 "datasets", "peft",             # export tests, loader benchmark baseline; LoRA test
-                "websocket-client", "rerun-sdk"],   # view: browser test (DevTools), --rerun
+                "websocket-client", "rerun-sdk>=0.23"],   # view: browser test (DevTools), --rerun
         "export": ["datasets", "pandas"],       # export --format molmoact; lerobot v3.0 tasks
         "train": ["peft", "tensorboard"],       # LoRA (--lora), TensorBoard logging
-        "view": ["rerun-sdk"],                  # armdata view --rerun
+        "view": ["rerun-sdk>=0.23"],            # armdata view --rerun (rr.Scalars)
         "gcp": ["apache-beam[gcp]", "gcsfs"],   # gcsfs: the trainer reading gs://
     },
     entry_points={"console_scripts": ["armdata=armdata.cli:entry"]},

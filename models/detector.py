@@ -62,6 +62,7 @@ class Detector:
         """Boxes per frame (RGB uint8, one size) for the same phrases, as one batch."""
         import torch
         from PIL import Image
+        from transformers import BatchFeature
 
         if not phrases or not len(frames):
             return [[] for _ in frames]
@@ -69,8 +70,11 @@ class Detector:
         height, width = frames[0].shape[:2]
         text = [list(phrases)] * len(images)
         with torch.inference_mode():
-            inputs = self.processor(images=images, text=text, return_tensors="pt",
-                                    padding=True).to(self.model.device, dtype=self.model.dtype)
+            # as a BatchFeature, whose .to() casts the floating tensors only: before transformers
+            # 5, Grounding DINO's processor returns a BatchEncoding, whose .to() takes no dtype
+            inputs = BatchFeature(self.processor(images=images, text=text, return_tensors="pt",
+                                                 padding=True))
+            inputs = inputs.to(self.model.device, dtype=self.model.dtype)
             outputs = self.model(**inputs)
             sizes = [(height, width)] * len(images)
             if self.grounding:

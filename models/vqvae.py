@@ -246,9 +246,11 @@ def _resample_axis(x: torch.Tensor, weights: np.ndarray, dim: int) -> torch.Tens
 
 def resize_u8_like_pil(maps: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
     """(B, H, W) uint8 → (B, size, size) uint8, identical to PIL `Image.resize((size, size),
-    BILINEAR)` per map (horizontal pass first, 8-bit intermediate, as PIL does). Checked for
-    every shape up to 20:1; for slivers beyond ~100:1 Pillow 12 evidently takes the vertical pass
-    first and the result can differ by 1 on some pixels."""
+    BILINEAR)` per map as Pillow <= 12 (MolmoAct's reference) does it: horizontal pass first,
+    8-bit intermediate. Checked for every shape up to 20:1; for slivers beyond ~100:1 Pillow 12
+    evidently takes the vertical pass first and the result can differ by 1 on some pixels, as it
+    can for maps taller and narrower than `size` with Pillow 13, which then starts with the
+    vertical pass (landscape camera frames are unaffected)."""
     x = maps.to(torch.float64)
     h, w = x.shape[-2:]
     if w != size:

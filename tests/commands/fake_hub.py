@@ -133,7 +133,9 @@ class FakeHub:
         url = f"{self.url}/datasets/{repo_id}"
         if repo_id in self.repos:
             return 409, {"error": "You already created this dataset repo", "url": url}
-        self.repos[repo_id] = Repo(private=body.get("visibility") == "private")
+        # huggingface_hub >= 1.0 sends visibility, 0.x private: the Hub takes both
+        self.repos[repo_id] = Repo(private=body.get("visibility") == "private"
+                                   or body.get("private") is True)
         return 200, {"url": url}
 
     def create_branch(self, data: bytes, repo_id: str, branch: str) -> tuple[int, Any]:

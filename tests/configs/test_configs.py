@@ -80,6 +80,8 @@ BASE = {"name": "x", "standardize": "identity", "image_key": "observation/image"
     ({"action_space": "joints"}, r"action_space must be one of \['ee_delta', 'unsupported'\]"),
     ({"action_space": "unsupported"}, r"unsupported_reason is required with"),
     ({"unsupported_reason": "why"}, r"unsupported_reason is required with"),
+    ({"arms": [{"name": "arm1"}, {"xyz_indices": [3, 4, 5]}]},
+     r"arms\[1\].name 'arm1' is used by an earlier arm"),
 ])
 def test_config_errors(change, message):
     raw = {**BASE, **change}

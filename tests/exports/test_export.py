@@ -14,8 +14,9 @@ from armdata.commands.export import EXPORTERS
 from armdata.pipeline.sources.lerobot import ReadLeRobotEpisode, plan_lerobot
 from armdata.schemas.episode import load_image
 from armdata.schemas.output import image_bytes
-from tests.conftest import armdata, build, read_rows
+from tests.conftest import REPO, armdata, build, read_rows
 from tests.commands.test_build_stages import CPU
+from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
 EPISODES = 3
@@ -82,6 +83,111 @@ def test_molmoact_needs_depth_and_trace(bridge_dir: Path, tmp_path: Path,
                  "--max-episodes", 1) == 0
     assert armdata("export", plain, "--format", "molmoact", "--out", tmp_path / "m") == 2
     assert "depth and trace" in capsys.readouterr().err
+
+
+# --- a bimanual build: both arms' traces in MolmoAct's own form ------------------------------------
+
+BI_STEPS, BI_SIZE = 8, 32          # 32 px: x * 256 / 32 is an integer, so no rounding ties
+ARMS = ("left", "right")
+
+
+@pytest.fixture(scope="module")
+def bimanual(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Synthetic episodes built with two arms and hand-given points: in episode 0 both arms are
+    found (right at 7 steps, so its traces are subsampled), in episode 1 only the left, in
+    episode 2 neither. Returns the build and the points `{episode_id: {arm: {step: (x, y)}}}`."""
+    import tensorflow_datasets as tfds
+    import yaml
+
+    root = tmp_path_factory.mktemp("bimanual")
+    src = write_synthetic_rlds(root / "src", num_episodes=3, num_steps=BI_STEPS,
+                               image_size=(BI_SIZE, BI_SIZE), seed=2, name="bimanual_demo")
+    config = yaml.safe_load((REPO / "configs" / "armdata_demo.yaml").read_text())
+    config.update(name="bimanual_demo", arms=[{"name": "left", "xyz_indices": [0, 1, 2]},
+                                               {"name": "right", "xyz_indices": [3, 4, 5]}])
+    (root / "bimanual_demo.yaml").write_text(yaml.safe_dump(config))
+    ds = tfds.builder_from_directory(str(src)).as_dataset(
+        split="train", read_config=tfds.ReadConfig(add_tfds_id=True),
+        decoders={"steps": tfds.decode.SkipDecoding()})
+    ids = sorted("bimanual_demo/" + ep["tfds_id"].decode() for ep in tfds.as_numpy(ds))
+    points = {ids[0]: {"left": {1: (4, 5), 4: (20, 10)},
+                       "right": {0: (30, 2), 1: (29, 3), 2: (8, 8), 3: (9, 9), 5: (1, 1),
+                                 6: (2, 31), 7: (3, 30)}},
+              ids[1]: {"left": {2: (16, 16)}}}
+    (root / "points.json").write_text(json.dumps(
+        {ep: {arm: {str(t): xy for t, xy in steps.items()} for arm, steps in arms.items()}
+         for ep, arms in points.items()}))
+    out = root / "out"
+    assert build("--config", root / "bimanual_demo.yaml", "--source", src, "--output", out,
+                 "--stages", "actions,depth,trace", "--depth-source", "sensor",
+                 "--vqvae", make_tiny_vqvae(root / "vq.pt"), "--localizer", "manual",
+                 "--manual-points", root / "points.json", "--tracker", "none", *CPU) == 0
+    return out, points
+
+
+def spec_trace(points: dict[int, tuple[int, int]], i: int) -> list[list[int]]:
+    """SPEC §3: the found points from step i to the end, 5 by linspace when more, else the last
+    one before i, else none; scaled by min(255, round(v * 256 / size))."""
+    ahead = [points[t] for t in range(i, BI_STEPS) if t in points]
+    if len(ahead) > 5:
+        ahead = [ahead[k] for k in np.linspace(0, len(ahead) - 1, 5).astype(int)]
+    if not ahead:
+        ahead = [points[t] for t in range(i) if t in points][-1:]
+    return [[min(255, round(v * 256 / BI_SIZE)) for v in xy] for xy in ahead]
+
+
+def molmoact_fine_tune_samples(out: Path) -> list[dict]:
+    """MolmoAct's fine-tune loader as SPEC §6/§8 describe it: `load_from_disk`, the trace is a
+    Python list literal (parsed with `ast.literal_eval`, "[]" when there is none), the
+    reasoning answer has a left and a right trace sentence, images are `image` then
+    `wrist_image`. Bimanual: each sentence takes its arm's `trace_<arm>` column."""
+    import ast
+
+    import datasets
+
+    samples = []
+    for item in datasets.load_from_disk(str(out)):
+        traces = {arm: ast.literal_eval(item[f"trace_{arm}"]) for arm in ARMS}
+        for arm, trace in traces.items():
+            assert isinstance(trace, list) and item[f"trace_{arm}"] == str(trace)
+            assert all(len(p) == 2 and all(isinstance(v, int) and 0 <= v <= 255 for v in p)
+                       for p in trace)
+        action = json.loads(item["processed_action"])["chunked_action"]
+        answer = (f"The depth map of the image is {item['depth']}. "
+                  f"The trajectory of the left end effector is {item['trace_left']}. "
+                  f"The trajectory of the right end effector is {item['trace_right']}. "
+                  f"Based on this information, the action that the robot should take is "
+                  f"{action}.")
+        images = [item[k] for k in ("image", "wrist_image") if item[k] is not None]
+        samples.append({"task": item["language_instruction"], "trace": item["trace"],
+                        "traces": traces, "answer": answer, "images": images})
+    return samples
+
+
+def test_molmoact_bimanual_exports_both_arms(bimanual: tuple[Path, dict], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    built, points = bimanual
+    out = tmp_path / "molmoact"
+    capsys.readouterr()
+    assert armdata("export", built, "--format", "molmoact", "--out", out) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = read_rows(built)   # the export keeps the build's row order
+    samples = molmoact_fine_tune_samples(out)
+    assert len(samples) == len(rows) == 3 * BI_STEPS == summary["rows"]
+    empty = dict.fromkeys(ARMS, 0)
+    for row, sample in zip(rows, samples):
+        assert sample["task"] == row["instruction"] and len(sample["images"]) == 2
+        for arm in ARMS:
+            want = spec_trace(points.get(row["episode_id"], {}).get(arm, {}), row["step"])
+            assert sample["traces"][arm] == want, (row["episode_id"], row["step"], arm)
+            empty[arm] += not want
+        assert sample["trace"] == str(sample["traces"]["left"])   # the first arm, as the build
+        assert sample["answer"].count("end effector is [") == 2
+    # the right arm differs from the left wherever both were found (not one trace written twice)
+    assert any(s["traces"]["left"] and s["traces"]["right"] and
+               s["traces"]["left"] != s["traces"]["right"] for s in samples)
+    assert empty == {"left": BI_STEPS, "right": 2 * BI_STEPS}
+    assert summary["empty_trace"] == BI_STEPS and summary["empty_arm_trace"] == empty
 
 
 def by_episode(built: Path) -> dict[str, list[dict]]:

@@ -6,9 +6,9 @@ import errno
 import json
 import logging
 import os
-from typing import Any, Iterator
+from typing import Any
 
-from armdata.errors import BuildFailed, UsageError
+from armdata.errors import BuildFailed, UsageError, causes
 from armdata.pipeline import resume
 from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.finalize import REJECTED_PATH, manifest_text
@@ -35,16 +35,6 @@ def clean_up_failed(exc: BaseException, staging: str, work: str, output: str) ->
         raise BuildFailed(f"disk full ({full}); {kept} once there is space") from exc
     if not isinstance(exc, (BuildFailed, UsageError)):   # those say so themselves
         log.error("build failed; %s", kept)
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and the exceptions it was raised from or while handling (Beam re-raises a worker's
-    exception as another one)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 def disk_full(exc: BaseException) -> str | None:
