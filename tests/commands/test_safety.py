@@ -246,33 +246,6 @@ def test_manifest_and_card_record_stage_options(source, vqvae, tmp_path):
     assert file_sha256(vqvae) in card and '"localizer": "projection"' in card
 
 
-# --- the demo keeps what it made -----------------------------------------------------------------
-
-def test_demo_keeps_its_output_and_writes_previews(vqvae, tmp_path, capsys):
-    """The one demo run of the default suite; its tiny VLM trains on the real Qwen2 vocabulary."""
-    from armdata.commands.demo import MARKER, prepare_workdir
-    from tests.conftest import LOCAL_BEAM
-
-    work = tmp_path / "demo"
-    assert armdata("demo", "--workdir", work, "--episodes", "2", "--steps", "4", "--size", "48",
-                   "--vqvae", vqvae, *LOCAL_BEAM) == 0
-    out = capsys.readouterr().out
-    assert f"everything is in {work}" in out
-    assert (work / "output" / "manifest.json").exists() and (work / "source").is_dir()
-    assert (work / "train" / "model" / "model.safetensors").exists()
-    previews = sorted((work / "preview").glob("step_*.png"))
-    assert 1 <= len(previews) <= 4
-    prepare_workdir(work)   # a rerun replaces its own folder (its build runs with --overwrite)
-    assert not any((work / name).exists() for name in ("source", "preview", "tiny_vlm", "train"))
-    assert (work / MARKER).exists() and (work / "output" / "manifest.json").exists()
-    other = tmp_path / "mine"
-    other.mkdir()
-    (other / "thesis.tex").write_text("keep")
-    assert armdata("demo", "--workdir", other, "--vqvae", vqvae) == 2
-    assert "not an armdata demo folder" in capsys.readouterr().err
-    assert (other / "thesis.tex").read_text() == "keep"
-
-
 # --- issue 17, push/manifest checksums/inspect: every file the manifest lists has a sha256 that
 # inspect --verify checks; a damaged shard is one line, not a traceback ---------------------------
 
