@@ -63,10 +63,26 @@ def bridge_dir() -> Path:
     return BRIDGE
 
 
+# Tiny random models written once per test run; tests only read them (one that damages a model
+# makes its own).
+@pytest.fixture(scope="session")
+def tiny_vqvae(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from armdata.testing.tiny_models import make_tiny_vqvae
+
+    return make_tiny_vqvae(tmp_path_factory.mktemp("tiny_vqvae") / "vqvae.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from armdata.testing.tiny_models import make_tiny_depth_model
+
+    return make_tiny_depth_model(tmp_path_factory.mktemp("tiny_depth") / "depth_model")
+
+
 # Tier of whole test files; any test without a tier marker is `quick`.
 FILE_TIERS = {
     "e2e": {"test_build_bad_input", "test_build_bridge", "test_build_stages", "test_damaged_source",
-            "test_demo_output",
+            "test_demo_output", "test_bad_arguments", "test_quiet_output",
             "test_errors", "test_export", "test_lerobot_source", "test_motion",
             "test_portable_runner", "test_push", "test_reasoning_stage", "test_resume",
             "test_safety", "test_train_vqvae", "test_trainer"},
