@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -77,6 +78,15 @@ def tiny_depth_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from armdata.testing.tiny_models import make_tiny_depth_model
 
     return make_tiny_depth_model(tmp_path_factory.mktemp("tiny_depth") / "depth_model")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One torch (OpenMP) thread per process, subprocesses included, before anything imports
+    # torch: the tests' models are tiny, and on a busy 2-core machine a second thread costs more
+    # (waking, spinning) than it gives (the VQ-VAE training test: 28 CPU s with one thread, 95 with
+    # two); it also makes a test's speed independent of which test ran before it. Under
+    # pytest-xdist each worker keeps to its core. An OMP_NUM_THREADS set by the caller wins.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # Tier of whole test files; any test without a tier marker is `quick`.
