@@ -47,7 +47,8 @@ setup(
         "av",                           # LeRobot sources: mp4 (AV1/h264) frames
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis", "pyflakes", "psutil",   # psutil: benchmarks' peak RSS
+        "dev": ["pytest", "pytest-xdist", "hypothesis", "pyflakes",   # xdist: the README's -n 2
+                "psutil",                       # benchmarks' peak RSS
                 "datasets", "peft",             # export tests, loader benchmark baseline; LoRA test
                 "websocket-client", "rerun-sdk"],   # view: browser test (DevTools), --rerun
         "export": ["datasets", "pandas"],       # export --format molmoact; lerobot v3.0 tasks
