@@ -51,7 +51,8 @@ setup(
         "av",                           # LeRobot sources: mp4 (AV1/h264) frames
     ],
     extras_require={
-        "dev": ["pytest", "hypothesis", "pyflakes", "psutil",   # psutil: benchmarks' peak RSS
+        "dev": ["pytest", "pytest-xdist", "hypothesis", "pyflakes",   # xdist: the README's -n 2
+                "psutil",                       # benchmarks' peak RSS
                 "scipy",                        # rotations: the reference of the Euler tests
                 "datasets", "peft",             # export tests, loader benchmark baseline; LoRA test
                 "websocket-client", "rerun-sdk>=0.23"],   # view: browser test (DevTools), --rerun

@@ -91,10 +91,12 @@ def text_llm(path: Path, tiny: bool, new_tokens: int) -> Path:
 
 
 def trainer_vlm(path: Path, tiny: bool) -> Path:
-    """The model `armdata train` fine-tunes: armdata.testing.tiny_vlm's, or Qwen2-VL-2B's dimensions."""
+    """The model `armdata train` fine-tunes: Qwen2-VL-2B's dimensions, or (smoke run) the tests'
+    trainer model, armdata.testing.tiny_vlm's with the byte-level vocabulary (the real Qwen2
+    vocabulary's 151k-row softmax would be most of a CPU step)."""
     from armdata.testing.tiny_vlm import save_tiny_vlm
     if tiny:
-        return save_tiny_vlm(path)
+        return save_tiny_vlm(path, vocab="bytes")
     with default_dtype(torch.bfloat16):
         return save_tiny_vlm(path, image_size=VISION_PX, vision=QWEN2_VL_2B_VISION,
                              text=QWEN2_VL_2B_TEXT)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -63,10 +64,35 @@ def bridge_dir() -> Path:
     return BRIDGE
 
 
+# Tiny random models written once per test run; tests only read them (one that damages a model
+# makes its own).
+@pytest.fixture(scope="session")
+def tiny_vqvae(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from armdata.testing.tiny_models import make_tiny_vqvae
+
+    return make_tiny_vqvae(tmp_path_factory.mktemp("tiny_vqvae") / "vqvae.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from armdata.testing.tiny_models import make_tiny_depth_model
+
+    return make_tiny_depth_model(tmp_path_factory.mktemp("tiny_depth") / "depth_model")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One torch (OpenMP) thread per process, subprocesses included, before anything imports
+    # torch: the tests' models are tiny, and on a busy 2-core machine a second thread costs more
+    # (waking, spinning) than it gives (the VQ-VAE training test: 28 CPU s with one thread, 95 with
+    # two); it also makes a test's speed independent of which test ran before it. Under
+    # pytest-xdist each worker keeps to its core. An OMP_NUM_THREADS set by the caller wins.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 # Tier of whole test files; any test without a tier marker is `quick`.
 FILE_TIERS = {
     "e2e": {"test_build_bad_input", "test_build_bridge", "test_build_stages", "test_damaged_source",
-            "test_demo_output",
+            "test_demo_output", "test_bad_arguments", "test_quiet_output",
             "test_errors", "test_export", "test_lerobot_source", "test_motion",
             "test_portable_runner", "test_push", "test_reasoning_stage", "test_resume",
             "test_safety", "test_train_vqvae", "test_trainer"},

@@ -28,6 +28,7 @@ def positive(x: object) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.e2e   # every part end to end with tiny models: 40-50 s
 def test_smoke_every_part_reports_figures(smoke):
     code, report, md = smoke
     parts = report["parts"]

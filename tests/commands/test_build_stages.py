@@ -22,7 +22,6 @@ from armdata.models.camera import project_points
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.output import image_bytes
 from tests.conftest import SHARED, armdata, build, read_rows, rejected
-from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
 
 GOLDEN_VQVAE = SHARED / "fixtures" / "vqvae_molmoact" / "vqvae.pt"
 CPU = ["--depth-device", "cpu", "--trace-device", "cpu"]
@@ -33,16 +32,16 @@ SEEDS = {0: (1, (30.0, 20.0)), 1: (5, (40.0, 44.0))}   # episode → (source ste
 
 
 @pytest.fixture(scope="module")
-def depth_model(tmp_path_factory) -> Path:
-    return make_tiny_depth_model(tmp_path_factory.mktemp("depth") / "depth_model")
+def depth_model(tiny_depth_model) -> Path:
+    return tiny_depth_model
 
 
 @pytest.fixture(scope="module")
-def vqvae(tmp_path_factory) -> Path:
+def vqvae(request) -> Path:
     """The golden-layout checkpoint when ../shared has it, else a tiny one of the same layout."""
     if GOLDEN_VQVAE.exists():
         return GOLDEN_VQVAE
-    return make_tiny_vqvae(tmp_path_factory.mktemp("vqvae") / "vqvae.pt")
+    return request.getfixturevalue("tiny_vqvae")
 
 
 def depth_text(codes: list[int]) -> str:

@@ -22,7 +22,7 @@ from armdata.schemas.config import load_config
 from armdata.schemas.episode import DataError, Episode, Step
 from tests.conftest import REPO, armdata, build
 from armdata.testing.synthetic_video import make_video, write_frames
-from armdata.testing.tiny_models import make_depth_assets, make_tiny_vqvae
+from armdata.testing.tiny_models import make_depth_assets
 from armdata.pipeline.resume import Pending
 from armdata.transforms.base import Stage
 from armdata.transforms.standardize import StandardizeError
@@ -124,13 +124,12 @@ def test_depth_tokens_bad_checkpoints(tmp_path, capsys):
         armdata("--debug", "depth-tokens", "--device", "cpu", "--vqvae", garbage, image)
 
 
-def test_missing_model_directory(tmp_path, capsys):
+def test_missing_model_directory(tiny_vqvae, tmp_path, capsys):
     from PIL import Image
 
     rgb = tmp_path / "frame.jpg"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(rgb)
-    vqvae = make_tiny_vqvae(tmp_path / "vq.pt")
-    assert armdata("depth-tokens", "--device", "cpu", "--vqvae", vqvae, "--depth-model",
+    assert armdata("depth-tokens", "--device", "cpu", "--vqvae", tiny_vqvae, "--depth-model",
                    tmp_path / "no_such_model", rgb) == 2
     assert "no_such_model" in one_error_line(capsys)
 

@@ -13,7 +13,7 @@ from PIL import Image
 from armdata.commands import preview
 from armdata.schemas.episode import encode_jpeg, encode_png
 from armdata.schemas.output import IMAGE, image_cell
-from armdata.testing.tiny_models import make_tiny_vqvae, synthetic_depth_maps
+from armdata.testing.tiny_models import synthetic_depth_maps
 
 H, W = 48, 64
 
@@ -55,10 +55,9 @@ def test_trace_pixels_and_arrowhead() -> None:
     assert left[1] == pytest.approx(-right[1]) and left[1] < 0
 
 
-def test_preview_writes_strips(built: Path, tmp_path: Path) -> None:
-    vqvae = make_tiny_vqvae(tmp_path / "vq.pt")
+def test_preview_writes_strips(built: Path, tiny_vqvae: Path, tmp_path: Path) -> None:
     out = tmp_path / "strips"
-    assert run_preview(str(built), "--episode", "a", "--out", str(out), "--vqvae", str(vqvae),
+    assert run_preview(str(built), "--episode", "a", "--out", str(out), "--vqvae", str(tiny_vqvae),
                        "--device", "cpu", "--height", "96") == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == ["step_0000.png", "step_0001.png", "step_0002.png"]

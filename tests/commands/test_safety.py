@@ -16,7 +16,6 @@ from armdata.pipeline.sinks import storage
 from armdata.wording import count
 from armdata.testing.synthetic import write_synthetic_rlds
 from tests.conftest import REPO, armdata, build, rejected
-from armdata.testing.tiny_models import make_tiny_vqvae
 
 FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "empty", 4: "missing_instruction"}
 
@@ -25,11 +24,6 @@ FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "empty", 4: "missing_instructio
 def source(tmp_path_factory) -> Path:
     return write_synthetic_rlds(tmp_path_factory.mktemp("src"), num_episodes=6, num_steps=4,
                                 image_size=(32, 32), seed=11, faults=FAULTS, name="safety_demo")
-
-
-@pytest.fixture(scope="module")
-def vqvae(tmp_path_factory) -> Path:
-    return make_tiny_vqvae(tmp_path_factory.mktemp("vq") / "vqvae.pt")
 
 
 def small_build(source: Path, output: Path, *extra: str) -> int:
@@ -208,8 +202,8 @@ def argparse_namespace():
     return argparse.Namespace(lr=1e-3)
 
 
-def test_bad_depth_model_and_manual_points_fail_before_beam(source, vqvae, tmp_path, capsys):
-    assert small_build(source, tmp_path / "o", "--stages", "actions,depth", "--vqvae", vqvae,
+def test_bad_depth_model_and_manual_points_fail_before_beam(source, tiny_vqvae, tmp_path, capsys):
+    assert small_build(source, tmp_path / "o", "--stages", "actions,depth", "--vqvae", tiny_vqvae,
                        "--depth-model", tmp_path / "no_model") == 2
     assert "no_model: no such model directory" in capsys.readouterr().err
     points = tmp_path / "points.json"
@@ -230,47 +224,20 @@ def test_malformed_arms_is_a_config_error(source, tmp_path, capsys):
 
 # --- a dataset says how it was made --------------------------------------------------------------
 
-def test_manifest_and_card_record_stage_options(source, vqvae, tmp_path):
+def test_manifest_and_card_record_stage_options(source, tiny_vqvae, tmp_path):
     from armdata.models.provenance import file_sha256
 
     out = tmp_path / "out"
     assert small_build(source, out, "--stages", "actions,depth,trace", "--depth-source",
-                       "sensor", "--vqvae", vqvae, "--localizer", "projection") == 0
+                       "sensor", "--vqvae", tiny_vqvae, "--localizer", "projection") == 0
     manifest = json.loads((out / "manifest.json").read_text())
     options = manifest["stage_options"]
-    assert options["depth"] == {"source": "sensor", "store_depth": False,
-                                "vqvae": {"path": str(vqvae), "sha256": file_sha256(vqvae)}}
+    assert options["depth"] == {"source": "sensor", "store_depth": False, "vqvae": {
+        "path": str(tiny_vqvae), "sha256": file_sha256(tiny_vqvae)}}
     assert options["trace"] == {"localizer": "projection", "tracker": "affine",
                                 "state_guide": True}
     card = (out / "README.md").read_text()
-    assert file_sha256(vqvae) in card and '"localizer": "projection"' in card
-
-
-# --- the demo keeps what it made -----------------------------------------------------------------
-
-def test_demo_keeps_its_output_and_writes_previews(vqvae, tmp_path, capsys):
-    """The one demo run of the default suite; its tiny VLM trains on the real Qwen2 vocabulary."""
-    from armdata.commands.demo import MARKER, prepare_workdir
-    from tests.conftest import LOCAL_BEAM
-
-    work = tmp_path / "demo"
-    assert armdata("demo", "--workdir", work, "--episodes", "2", "--steps", "4", "--size", "48",
-                   "--vqvae", vqvae, *LOCAL_BEAM) == 0
-    out = capsys.readouterr().out
-    assert f"everything is in {work}" in out
-    assert (work / "output" / "manifest.json").exists() and (work / "source").is_dir()
-    assert (work / "train" / "model" / "model.safetensors").exists()
-    previews = sorted((work / "preview").glob("step_*.png"))
-    assert 1 <= len(previews) <= 4
-    prepare_workdir(work)   # a rerun replaces its own folder (its build runs with --overwrite)
-    assert not any((work / name).exists() for name in ("source", "preview", "tiny_vlm", "train"))
-    assert (work / MARKER).exists() and (work / "output" / "manifest.json").exists()
-    other = tmp_path / "mine"
-    other.mkdir()
-    (other / "thesis.tex").write_text("keep")
-    assert armdata("demo", "--workdir", other, "--vqvae", vqvae) == 2
-    assert "not an armdata demo folder" in capsys.readouterr().err
-    assert (other / "thesis.tex").read_text() == "keep"
+    assert file_sha256(tiny_vqvae) in card and '"localizer": "projection"' in card
 
 
 # --- issue 17, push/manifest checksums/inspect: every file the manifest lists has a sha256 that

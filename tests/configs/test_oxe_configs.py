@@ -471,10 +471,19 @@ def instruction_of(config, values: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def mocks(tmp_path_factory):
+def mocks(tmp_path_factory) -> Callable[[str], tuple]:
+    """name → (directory, episodes) of its mock, written on first use (the quick tier's test
+    needs one of the 25)."""
     root = tmp_path_factory.mktemp("oxe")
-    return {name: write_mock(root, name, version, spec, overrides, seed=i)
-            for i, (name, (version, spec, overrides, _, _)) in enumerate(sorted(DATASETS.items()))}
+    written: dict[str, tuple] = {}
+
+    def mock(name: str) -> tuple:
+        if name not in written:
+            version, spec, overrides, _, _ = DATASETS[name]
+            written[name] = write_mock(root, name, version, spec, overrides,
+                                       seed=MAGIC_SOUP.index(name))
+        return written[name]
+    return mock
 
 
 def test_magic_soup_is_octos_list():
@@ -488,7 +497,7 @@ def test_magic_soup_is_octos_list():
 @pytest.mark.e2e   # 36 in-process builds: a whole command each
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_mock_builds_with_published_actions(name, mocks, tmp_path):
-    directory, episodes = mocks[name]
+    directory, episodes = mocks(name)
     config = load_config(name)
     assert armdata("configs", "--check", directory) == 0     # the config's keys exist
     out = tmp_path / "out"
@@ -523,7 +532,8 @@ def test_mock_builds_with_published_actions(name, mocks, tmp_path):
 def test_check_reports_arm_positions_that_only_trace_needs(mocks, capsys):
     """language_table's state is 2-d (x, y): its actions build (above), `configs --check` says
     the trace and reasoning stages cannot use it (a trace build is refused: test_safety)."""
-    source = mocks["language_table"][0]
+    source = mocks("language_table")[0]
+    capsys.readouterr()     # what writing the mock printed
     assert armdata("configs", "--check", source, "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["arm_positions"].startswith("unusable for --stages trace/reasoning")

@@ -23,7 +23,8 @@ EPISODES = 3
 
 
 @pytest.fixture(scope="module")
-def built(bridge_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(bridge_dir: Path, tiny_depth_model: Path, tiny_vqvae: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Bridge with depth and trace; episode 2 gets no gripper points, so its traces are null."""
     import tensorflow_datasets as tfds
 
@@ -37,8 +38,7 @@ def built(bridge_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = root / "out"
     assert build("--config", "bridge_dataset", "--source", bridge_dir, "--output", out,
                  "--max-episodes", EPISODES, "--stages", "actions,depth,trace",
-                 "--depth-model", make_tiny_depth_model(root / "depth"),
-                 "--vqvae", make_tiny_vqvae(root / "vq.pt"), "--depth-batch-size", 9,
+                 "--depth-model", tiny_depth_model, "--vqvae", tiny_vqvae, "--depth-batch-size", 9,
                  "--localizer", "manual", "--manual-points", root / "points.json",
                  "--tracker", "lk", *CPU) == 0
     return out

@@ -5,6 +5,8 @@ the Bridge sample and on a LeRobot-sourced build: length, every frame of one epi
 the stats of every feature, and each frame's action equal to our row's."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -35,29 +37,58 @@ def builds(bridge_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {"bridge": root / "bridge", "lerobot": root / "lerobot"}
 
 
-def run_reader(version: str, export: Path, home: Path) -> dict:
-    python = consumer_python(LEROBOT_READERS[version])
-    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": ""}
-    done = subprocess.run([str(python), str(READER), str(export), str(EPISODE)], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=home)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+# (source build, LeRobot version, camera option) of each export read
+EXPORTS = [(source, version, cameras) for source in ("bridge", "lerobot")
+           for version, cameras in (("2.1", "--lerobot-images"), ("3.0", "--lerobot-video"),
+                                    ("3.0", "--lerobot-images"))]
 
 
-@pytest.mark.parametrize("source", ["bridge", "lerobot"])
-@pytest.mark.parametrize("version,cameras", [("2.1", "--lerobot-images"),
-                                             ("3.0", "--lerobot-video"),
-                                             ("3.0", "--lerobot-images")])
-def test_lerobot_dataset_reads_export(builds: dict[str, Path], source: str, version: str,
-                                      cameras: str, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "export"
-    assert armdata("export", builds[source], "--format", "lerobot", "--lerobot-version",
-                   version, cameras, "--out", out) == 0
-    summary = json.loads(capsys.readouterr().out)
+@pytest.fixture(scope="module")
+def exports(builds: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+            ) -> dict[tuple[str, str, str], tuple[Path, dict]]:
+    """Each export's folder and the summary `armdata export` printed."""
+    root = tmp_path_factory.mktemp("exports")
+    made = {}
+    for key in EXPORTS:
+        source, version, cameras = key
+        out = root / "-".join(key)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert armdata("export", builds[source], "--format", "lerobot", "--lerobot-version",
+                           version, cameras, "--out", out) == 0
+        made[key] = out, json.loads(printed.getvalue())
+    return made
+
+
+@pytest.fixture(scope="module")
+def read(exports: dict[tuple[str, str, str], tuple[Path, dict]],
+         tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], dict]:
+    """What LeRobot's own reader got from each export: one reader process per LeRobot version
+    reads all of that version's exports (its start-up, lerobot and torch, is most of its cost)."""
+    got = {}
+    for version in sorted({v for _, v, _ in EXPORTS}):
+        keys = [k for k in EXPORTS if k[1] == version]
+        home = tmp_path_factory.mktemp(f"reader-v{version}")
+        python = consumer_python(LEROBOT_READERS[f"v{version}"])
+        env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1",
+               "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": ""}
+        done = subprocess.run([str(python), str(READER), str(EPISODE),
+                               *(str(exports[k][0]) for k in keys)], env=env,
+                              capture_output=True, text=True, timeout=300, cwd=home)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results = [json.loads(line[len("RESULT "):]) for line in done.stdout.splitlines()
+                   if line.startswith("RESULT ")]
+        assert len(results) == len(keys), done.stdout[-3000:]
+        got.update(zip(keys, results))
+    return got
+
+
+@pytest.mark.parametrize("source,version,cameras", EXPORTS)
+def test_lerobot_dataset_reads_export(builds: dict[str, Path], exports, read, source: str,
+                                      version: str, cameras: str) -> None:
+    out, summary = exports[source, version, cameras]
     info = json.loads((out / "meta" / "info.json").read_text())
-    got = run_reader(f"v{version}", out, tmp_path)
+    got = read[source, version, cameras]
     assert got["codebase_version"] == f"v{version}"
     assert got["length"] == summary["frames"] and got["episodes"] == summary["episodes"]
     assert got["fps"] == info["fps"]

@@ -24,7 +24,6 @@ from armdata.pipeline.sinks.writer import read_spilled
 from armdata.testing.synthetic import write_synthetic_rlds
 from armdata.schemas.episode import Episode, Rejection, Step, encode_jpeg
 from tests.conftest import LOCAL_BEAM, build, build_killed_while_writing
-from armdata.testing.tiny_models import make_tiny_vqvae
 
 EPISODES, STEPS = 10, 6
 FAULTS = {1: "corrupt_jpeg", 3: "nan_action", 6: "empty"}   # step-level and standardize rejections
@@ -43,13 +42,13 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.fixture(scope="module")
-def command(tmp_path_factory) -> list[str]:
+def command(tiny_vqvae, tmp_path_factory) -> list[str]:
     """Everything of the build command but the output."""
     root = tmp_path_factory.mktemp("resume_src")
     source = write_synthetic_rlds(root, num_episodes=EPISODES, num_steps=STEPS,
                                   image_size=(32, 32), seed=5, faults=FAULTS)
-    vqvae = make_tiny_vqvae(root / "vqvae.pt")
-    return ["--config", "armdata_demo", "--source", str(source), *STAGES, "--vqvae", str(vqvae)]
+    return ["--config", "armdata_demo", "--source", str(source), *STAGES, "--vqvae",
+            str(tiny_vqvae)]
 
 
 @pytest.fixture(scope="module")

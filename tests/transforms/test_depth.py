@@ -19,12 +19,12 @@ from armdata.schemas.config import ConfigError, DatasetConfig
 from armdata.schemas.episode import Episode, Step, encode_jpeg, encode_png
 from armdata.transforms import depth as depth_stage
 from armdata.transforms.depth import DepthStage, sensor_disparity
-from armdata.testing.tiny_models import make_depth_assets, synthetic_depth_maps
+from armdata.testing.tiny_models import synthetic_depth_maps
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_depth_assets(tmp_path_factory.mktemp("depth_assets"))
+def assets(tiny_depth_model: Path, tiny_vqvae: Path) -> tuple[Path, Path]:
+    return tiny_depth_model, tiny_vqvae
 
 
 def frames(n: int, h: int = 42, w: int = 56, seed: int = 0) -> list[np.ndarray]:

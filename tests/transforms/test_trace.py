@@ -167,6 +167,7 @@ def _demo_stage_run(stage, seed, size, episodes):
     return np.concatenate(dist), np.concatenate(seen), np.concatenate(truth)
 
 
+@pytest.mark.e2e   # 16 rendered episodes tracked twice: 3-4 s
 def test_affine_stage_on_demo_episodes_asks_rarely_with_the_state_guide():
     """The default tracker on demo data (a 10-18 px gripper that turns, closes on a block,
     carries it, passes behind a bar, 24 steps for a whole pick-and-place): with the state guide

@@ -13,7 +13,6 @@ from PIL import Image
 
 from tests.viewer.browser import Browser, find_chromium
 from tests.conftest import armdata, read_rows
-from armdata.testing.tiny_models import make_tiny_vqvae
 from tests.viewer.view_data import H, W, write_view_dataset
 from armdata.transforms.plan import compose_reasoning
 from armdata.viewer.dataset import overview
@@ -28,10 +27,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def site(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(dataset: Path, tiny_vqvae: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    vqvae = make_tiny_vqvae(out.parent / "vq.pt")
-    assert armdata("view", dataset, "--out", out, "--episodes", "2", "--vqvae", vqvae) == 0
+    assert armdata("view", dataset, "--out", out, "--episodes", "2", "--vqvae", tiny_vqvae) == 0
     return out
 
 
