@@ -17,7 +17,7 @@ from armdata.schemas.output import image_bytes
 from tests.conftest import REPO, armdata, build, read_rows
 from tests.commands.test_build_stages import CPU
 from armdata.testing.synthetic import write_synthetic_rlds
-from armdata.testing.tiny_models import make_tiny_depth_model, make_tiny_vqvae
+from armdata.testing.tiny_models import make_tiny_vqvae
 
 EPISODES = 3
 
