@@ -18,7 +18,7 @@ def write_output(out: Path, episodes: list[Episode], action_stats: dict[str, Any
                  stages: list[str] | None = None) -> Path:
     """One shard holding the episodes' rows, `dataset_statistics.json` with `action_stats`
     (q01, q99, mask) and, with `stages`, a `manifest.json` with what readers of a build use: the
-    stages, the shard and the row count (no checksums: `inspect --verify` refuses it)."""
+    config's name, the stages, the shard and the row count (no checksums: `inspect --verify` refuses it)."""
     tables = [full_table(episode_table(e), e.actions(), action_stats) for e in episodes]
     path = out / shard_path(0, 1)
     path.parent.mkdir(parents=True)
@@ -29,6 +29,6 @@ def write_output(out: Path, episodes: list[Episode], action_stats: dict[str, Any
                                                              for d in sorted(datasets)}))
     if stages is not None:
         (out / "manifest.json").write_text(json.dumps({
-            "stages": stages, "shards": [{"path": shard_path(0, 1)}],
+            "config": {"name": sorted(datasets)[0]}, "stages": stages, "shards": [{"path": shard_path(0, 1)}],
             "counts": {"steps_out": table.num_rows}}))
     return out
