@@ -4,8 +4,8 @@
     meta/tasks.jsonl          {"task_index", "task"}
     meta/episodes.jsonl       {"episode_index", "tasks", "length", "armdata_episode_id"}
     meta/episodes_stats.jsonl {"episode_index", "stats": {feature: {min, max, mean, std, count}}}
-    data/chunk-XXX/episode_XXXXXX.parquet           one file per episode, 1000 per chunk
-    videos/chunk-XXX/<camera>/episode_XXXXXX.mp4    with video cameras"""
+    DATA_PATH   (data/chunk-000/episode_000000.parquet, ...)   one file per episode, 1000 per chunk
+    VIDEO_PATH  (videos/chunk-000/<camera>/episode_000000.mp4)  with video cameras"""
 from __future__ import annotations
 
 import os

@@ -5,8 +5,8 @@
     meta/episodes/chunk-000/file-000.parquet   one row per episode: length, tasks, where its
                        frames and video segments are, stats/<feature>/<stat>
     meta/stats.json    the dataset's stats (aggregated from the episodes')
-    data/chunk-XXX/file-XXX.parquet                 frames of consecutive episodes
-    videos/<camera>/chunk-XXX/file-XXX.mp4          with video cameras, the same episodes
+    DATA_PATH          (data/chunk-000/file-000.parquet, ...) frames of consecutive episodes
+    VIDEO_PATH         (videos/<camera>/chunk-000/file-000.mp4) with video cameras, the same episodes
 
 A new data file (and video file) starts at an episode boundary once the current one holds
 DATA_FILE_MB of frame data; 1000 files per chunk."""
