@@ -11,7 +11,6 @@ skipped and counted (`SkippedRow`), never given a shortened or empty answer.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import zlib
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from armdata.errors import UsageError
+from armdata.schemas.episode import DataError, load_image
 from armdata.schemas.output import depth_text, image_bytes, trace_text
 from armdata.transforms.actions import bin_strings
 
@@ -206,11 +206,9 @@ def read_image(cell: Any) -> Image.Image | None:
     if data is None:
         return None
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception as exc:  # PIL raises several types for truncated/garbage data
-        raise CorruptImage(f"image does not decode: {exc}") from exc
-    return image.convert("RGB")
+        return load_image(data).convert("RGB")
+    except DataError as exc:
+        raise CorruptImage(str(exc)) from exc
 
 
 def draw_trace(image: Image.Image, trace: list[list[int]]) -> Image.Image:
