@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 from armdata.pipeline.sinks import storage
 from armdata.exports.rows import ExportError, iter_rows, require_empty
 from armdata.pipeline.sinks.manifest import load_manifest
-from armdata.schemas.output import image_bytes, trace_text
+from armdata.schemas.output import arm_traces_of, image_bytes, trace_text
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ def bimanual_arms(manifest: dict[str, Any]) -> list[str]:
 
 
 def arm_trace_texts(cell: str | None, arms: Sequence[str]) -> dict[str, str]:
-    """`trace_<arm>` → that arm's trace text ("[]" without one) from an `arm_traces` cell (null
-    when the trace stage left the episode's steps untouched, e.g. undecodable frames)."""
-    traces = {entry["arm"]: entry["trace"] for entry in json.loads(cell or "[]")}
+    """`trace_<arm>` → that arm's trace text ("[]" without one) from an `arm_traces` cell."""
+    traces = arm_traces_of(cell)
     return {f"trace_{arm}": trace_text(traces.get(arm) or []) for arm in arms}
 
 

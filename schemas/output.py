@@ -98,6 +98,13 @@ def trace_text(trace: list[list[int]]) -> str:
     return "[" + ", ".join(f"[{int(x)}, {int(y)}]" for x, y in trace) + "]"
 
 
+def arm_traces_of(cell: str | None) -> dict[str, list[list[int]] | None]:
+    """An `arm_traces` cell read back: arm name → its trace (None where that arm has none), in
+    the order written; {} for a null cell (single-arm builds, or steps the trace stage left
+    untouched, e.g. undecodable frames)."""
+    return {entry["arm"]: entry["trace"] for entry in json.loads(cell or "[]")}
+
+
 def episode_table(episode: Episode) -> pa.Table:
     """The episode's rows in EPISODE_SCHEMA (steps kept in source order)."""
     steps = episode.steps

@@ -11,7 +11,6 @@ skipped and counted (`SkippedRow`), never given a shortened or empty answer.
 from __future__ import annotations
 
 import argparse
-import json
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -22,7 +21,7 @@ from PIL import Image
 
 from armdata.errors import UsageError
 from armdata.schemas.episode import DataError, load_image
-from armdata.schemas.output import depth_text, image_bytes, trace_text
+from armdata.schemas.output import arm_traces_of, depth_text, image_bytes, trace_text
 from armdata.transforms.actions import bin_strings
 
 # Bumped whenever the text, images or tokenization of a sample change: checkpoints and saved
@@ -249,12 +248,12 @@ def arm_traces(row: dict[str, Any], form: str) -> list[tuple[str, list[list[int]
     left/right, else its first two); pre-train form: the row's (first arm's) trace."""
     if form == "pretrain":
         return [("", row["trace"])] if row.get("trace") else []
-    arms = json.loads(row["arm_traces"]) if row.get("arm_traces") else []
-    if not arms:
+    by_name = arm_traces_of(row.get("arm_traces"))
+    if not by_name:
         return [("left ", row["trace"]), ("right ", row["trace"])] if row.get("trace") else []
-    by_name = {a["arm"]: a.get("trace") for a in arms}
-    left = by_name["left"] if "left" in by_name else arms[0].get("trace")
-    right = by_name["right"] if "right" in by_name else arms[min(1, len(arms) - 1)].get("trace")
+    traces = list(by_name.values())
+    left = by_name["left"] if "left" in by_name else traces[0]
+    right = by_name["right"] if "right" in by_name else traces[min(1, len(traces) - 1)]
     return [("left ", left), ("right ", right)] if left and right else []
 
 
