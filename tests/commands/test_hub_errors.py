@@ -7,7 +7,8 @@ import pytest
 from armdata.commands.push import hub_error
 from tests.commands.test_push import closed_port
 
-requests = pytest.importorskip("requests")
+requests = pytest.importorskip(
+    "requests", reason="the requests-based Hub client (huggingface_hub < 1.0) needs requests")
 
 
 def test_unreachable_with_requests_is_one_line_without_retry_state() -> None:

@@ -168,7 +168,8 @@ def test_skipped_rows_are_named(output, tmp_path, capsys, caplog):
 def test_molmoact_loader_reads_our_export_as_the_trainers_samples(output, tmp_path, capsys):
     """MolmoAct's fine-tune loader formats SPEC §8's strings from the columns of our
     `export --format molmoact` (SPEC §6): those equal what our trainer feeds for the same rows."""
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip(
+        "datasets", reason="the MolmoAct export needs the export extra (datasets)")
     export = tmp_path / "molmoact"
     assert armdata("export", output, "--format", "molmoact", "--out", export) == 0
     exported = datasets.load_from_disk(str(export))
