@@ -6,13 +6,15 @@ main and wrist images, float32 sensor depth, 16 TFRecord shards). The baseline (
 below, run as its own process): `tfds.builder_from_directory`, images left encoded with
 `SkipDecoding`, `flat_map` over the steps, `batch(1024)`, numpy q01/q99, 256-bin digitize, one
 pyarrow Parquet write; it validates nothing. armdata runs the real command (default Beam options:
-in its own process up to 150 episodes, else one worker process per core) and checks every image
-(JPEG structure, `schemas/jpeg.py`), action and state. Both are timed as whole commands, start-up
-included; peak RSS is of the whole process tree, sampled every 100 ms; CPU is user + system seconds
-of the command and the processes it waited for. Before every run the source files are read once,
-so both sides read them from the page cache, and the two alternate which goes first. Each row gives
-the 1-minute load average when it started. Run it on an otherwise idle machine: both sides are
-mostly start-up and I/O.
+in its own process up to 150 episodes, else one worker process per core, forked from the launcher)
+and checks every image (JPEG structure, `schemas/jpeg.py`), action and state. Both are timed as
+whole commands, start-up included; peak memory is the proportional set size (PSS) of the whole
+process tree, sampled every 100 ms, so that pages shared by forked workers count once (RSS where
+PSS cannot be read); CPU is user + system seconds of the command and the processes it waited for
+(forked workers included: their server reaps them). Before every run the source files are read
+once, so both sides read them from the page cache, and the two alternate which goes first. Each
+row gives the 1-minute load average when it started. Run it on an otherwise idle machine: both
+sides are mostly start-up and I/O.
 
     python benchmarks/bench_actions.py [--episodes 300] [--steps 40] [--size 256] [--shards 16]
                                        [--repeat 1] [--data DIR] [armdata build options]
@@ -73,10 +75,14 @@ print(table.num_rows)
 '''
 
 
-def tree_rss(proc: psutil.Process) -> int:
+def tree_memory(proc: psutil.Process) -> int:
+    """PSS (RSS where /proc does not give PSS) summed over a process and its descendants."""
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
+            info = p.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except psutil.AccessDenied:
             total += p.memory_info().rss
         except psutil.Error:
             pass
@@ -89,14 +95,14 @@ def children_cpu() -> float:
 
 
 def timed(cmd: list[str]) -> tuple[float, float, int, str]:
-    """(wall seconds, CPU seconds, peak RSS of the process tree, stdout) of a command that must
+    """(wall seconds, CPU seconds, peak PSS of the process tree, stdout) of a command that must
     succeed."""
     cpu = children_cpu()
     start = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc))
+        peak = max(peak, tree_memory(proc))
         time.sleep(0.1)
     wall = time.perf_counter() - start
     out, err = proc.communicate()
@@ -131,7 +137,7 @@ def read_once(source: Path) -> None:
 def run_naive(source: Path, output: Path) -> dict:
     wall, cpu, peak, out = timed([sys.executable, "-c", NAIVE_SCRIPT, str(source), str(output)])
     return {"wall_s": wall, "cpu_s": cpu, "steps": int(out.split()[-1]),
-            "peak_rss_mb": peak / 2**20}
+            "peak_mb": peak / 2**20}
 
 
 def run_armdata(source: Path, output: Path, extra: list[str]) -> dict:
@@ -140,7 +146,7 @@ def run_armdata(source: Path, output: Path, extra: list[str]) -> dict:
                                 "--stages", "actions", *extra])
     counts = json.loads((output / "manifest.json").read_text())["counts"]
     return {"wall_s": wall, "cpu_s": cpu, "steps": counts["steps_out"],
-            "peak_rss_mb": peak / 2**20}
+            "peak_mb": peak / 2**20}
 
 
 def dataset(root: Path, args: argparse.Namespace) -> Path:
@@ -173,7 +179,7 @@ def main() -> None:
         source = dataset(args.data or tmp / "src", args)
         print(f"byte-compiled {byte_compile_armdata()} armdata modules")
         print(f"{'run':>3s} {'command':8s} {'load':>5s} {'steps':>6s} {'wall s':>7s} "
-              f"{'CPU s':>6s} {'steps/s':>8s} {'peak RSS MB':>11s} {'naive/armdata':>13s}")
+              f"{'CPU s':>6s} {'steps/s':>8s} {'peak PSS MB':>11s} {'naive/armdata':>13s}")
         ratios, loads = [], []
         for i in range(args.repeat):
             read_once(source)
@@ -193,7 +199,7 @@ def main() -> None:
             for name, r in runs.items():
                 print(f"{i:3d} {name:8s} {r['load']:5.1f} {r['steps']:6d} {r['wall_s']:7.2f} "
                       f"{r['cpu_s']:6.2f} {r['steps'] / r['wall_s']:8.1f} "
-                      f"{r['peak_rss_mb']:11.0f} "
+                      f"{r['peak_mb']:11.0f} "
                       f"{f'{ratio:.2f}x' if name == 'armdata' else '':>13s}")
         print(f"median naive/armdata wall ratio over {len(ratios)} runs: "
               f"{statistics.median(ratios):.2f}x (load average {min(loads):.1f}-{max(loads):.1f})")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import sys
 import time
 from typing import Any, Iterator
 
@@ -24,6 +23,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
+from armdata.pipeline.beam_startup import speed_up_beam
 from armdata.schemas.config import DatasetConfig
 from armdata.pipeline.sources.features import STEPS, config_keys
 from armdata.pipeline.sinks.finalize import Finalize
@@ -164,29 +164,10 @@ def config_as_read(config: DatasetConfig, stages: list[Stage]) -> DatasetConfig:
     return config
 
 
-def skip_ipython_probe() -> None:
-    """Beam asks `is_in_ipython()` for every transform applied and once more after running,
-    which imports IPython where it is installed (0.3 s of start-up). A process that has not
-    imported IPython is not an IPython session: answer that without the import; otherwise ask
-    Beam. (`apache_beam.pipeline` holds its own reference to the function.)"""
-    from apache_beam import pipeline
-    from apache_beam.utils import interactive_utils
-
-    probe = interactive_utils.is_in_ipython
-    if getattr(probe, "skips_import", False):
-        return
-
-    def is_in_ipython() -> bool:
-        return "IPython" in sys.modules and probe()
-
-    is_in_ipython.skips_import = True   # type: ignore[attr-defined]
-    interactive_utils.is_in_ipython = pipeline.is_in_ipython = is_in_ipython
-
-
 def build_graph(p: beam.Pipeline, plan: SourcePlan | LeRobotPlan, config: DatasetConfig,
                 stages: list[Stage], staging: str, stats: dict | None, num_shards: int | None,
                 min_shards: int, manifest_base: dict[str, Any], work: str, work_key: str) -> None:
-    skip_ipython_probe()
+    speed_up_beam()
     read_config = config_as_read(config, stages)
     frame_keys = [k.removeprefix(STEPS) for k in config_keys(read_config).values()
                   if k.startswith(STEPS)]

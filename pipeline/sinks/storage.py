@@ -11,8 +11,10 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ from typing import IO, Callable, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+import google_crc32c
 
 from armdata.errors import UsageError
 from armdata.local_files import fsync
@@ -74,14 +77,15 @@ def is_nonempty_dir(path: str) -> bool:
 
 
 def open_write(path: str) -> IO[bytes]:
-    if is_local(path):
+    if is_local(path):   # the file Beam's LocalFileSystem.create opens, without its layers
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return open(path, "wb")
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def temp_path(path: str) -> str:
     """A local name to write `path` under until `make_durable` renames it."""
-    return f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    return f"{path}.tmp-{os.urandom(6).hex()}"
 
 
 def remove_quietly(path: str) -> None:
@@ -108,6 +112,18 @@ def make_durable(renames: list[tuple[str, str]]) -> None:
         raise
     for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for _, p in renames):
         fsync(directory)
+
+
+def crc32c(data: bytes) -> str:
+    return f"{google_crc32c.value(data):08x}"
+
+
+def crc32c_of(path: str, chunk: int = 8 << 20) -> str:
+    crc = 0
+    with open_read(path) as f:
+        while block := f.read(chunk):
+            crc = google_crc32c.extend(crc, block)
+    return f"{crc:08x}"
 
 
 def sha256_of(path: str, chunk: int = 8 << 20) -> str:
@@ -319,20 +335,33 @@ def output_lock(output: str) -> Iterator[Callable[[], None]]:
 
 
 class HashingWriter:
-    """A write-only file wrapper that computes the sha256 of what passes through."""
+    """A write-only file wrapper that computes the sha256 of what passes through, on a thread of
+    its own (hashlib releases the GIL), so that hashing a shard overlaps with encoding it. At
+    most HASH_QUEUE chunks wait to be hashed; `sha256` is complete once the writer is closed."""
+
+    HASH_QUEUE = 16
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.closed = False
+        self._chunks: queue.Queue[memoryview | None] = queue.Queue(self.HASH_QUEUE)
+        self._hasher = threading.Thread(target=self._hash, name="sha256", daemon=True)
+        self._hasher.start()
+
+    def _hash(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self.sha256.update(chunk)
 
     def write(self, data: bytes) -> int:
-        data = bytes(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        self.raw.write(data)
-        return len(data)
+        view = memoryview(data)
+        if not view.readonly:   # the caller may reuse its buffer once this returns
+            view = memoryview(bytes(view))
+        self.raw.write(view)
+        self._chunks.put(view)
+        self.size += view.nbytes
+        return view.nbytes
 
     def tell(self) -> int:
         return self.size
@@ -342,6 +371,8 @@ class HashingWriter:
 
     def close(self) -> None:
         if not self.closed:
+            self._chunks.put(None)
+            self._hasher.join()
             self.raw.close()
             self.closed = True
 

@@ -5,11 +5,12 @@ row group plus the largest episode, never by the dataset. Shard assignment is a 
 episode id, so identical inputs and arguments give byte-identical shards."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import IO, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -72,14 +73,17 @@ def auto_num_shards(total_bytes: int, episodes: int, min_shards: int) -> int:
     return max(1, min(max(min_shards, by_size), max(episodes, 1)))
 
 
-def spill_episode(episode: Episode, out: IO[bytes], path: str) -> EpisodeSummary:
-    """Write an episode's rows (without action columns) as an Arrow IPC stream to `out`, the file
-    that will be found at `path`."""
+def spill_episode(episode: Episode, path: str) -> tuple[EpisodeSummary, bytes]:
+    """An episode's rows (without action columns) as an Arrow IPC stream, for the file that will
+    be found at `path`, and its summary. Serialized in memory (the episode is there already) so
+    that the file gets one write instead of one per Arrow buffer."""
     table = episode_table(episode)
-    with pa.ipc.new_stream(out, table.schema) as w:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
-    return EpisodeSummary(episode.episode_id, path, table.num_rows, table.nbytes,
-                          episode.actions(), episode.states())
+    return (EpisodeSummary(episode.episode_id, path, table.num_rows, table.nbytes,
+                           episode.actions(), episode.states()),
+            sink.getvalue().to_pybytes())
 
 
 def read_spilled(path: str) -> pa.Table:
@@ -115,7 +119,7 @@ class WriteShard(beam.DoFn):
         rel = shard_path(index, num_shards)
         out = storage.HashingWriter(storage.open_write(storage.join(self.staging, rel)))
         rows, pending, pending_bytes = 0, [], 0
-        with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+        with contextlib.closing(out), pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
             for summary in summaries:
                 table = full_table(read_spilled(summary.path), summary.actions,
                                    stats[self.dataset]["action"])
@@ -126,7 +130,6 @@ class WriteShard(beam.DoFn):
                     self._flush(writer, pending)
                     pending, pending_bytes = [], 0
             self._flush(writer, pending)
-        out.close()
         self.rows.inc(rows)
         self.shards.inc()
         log.info("wrote %s: %d episodes, %d rows", rel, len(summaries), rows)

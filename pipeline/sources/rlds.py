@@ -11,6 +11,7 @@ import logging
 import posixpath
 import re
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -19,7 +20,7 @@ import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
 from armdata.pipeline.sources.rlds_features import Decoder, make_decoder, without_unused_frames
-from armdata.pipeline.sources.tfrecord import RecordError, read_records
+from armdata.pipeline.sources.tfrecord import RecordError, read_ahead, read_records
 from armdata.schemas.episode import Rejection
 
 log = logging.getLogger(__name__)
@@ -209,8 +210,9 @@ class ReadShard(beam.DoFn):
         count, error = 0, None
         try:
             with FileSystems.open(read.filename, compression_type=CompressionTypes.UNCOMPRESSED
-                                  ) as f:
-                for record in read_records(f, read.skip, None if read.to_end else read.take):
+                                  ) as f, closing(read_ahead(read_records(
+                                      f, read.skip, None if read.to_end else read.take))) as records:
+                for record in records:
                     example = self.decode(record)
                     steps = flatten(example.pop("steps"))
                     meta = flatten(example.pop("episode_metadata", {}))

@@ -13,8 +13,10 @@ parser decodes every feature of a record, used or not. Both formats are small an
 from __future__ import annotations
 
 import io
+import queue
 import struct
-from typing import Any, Container, Iterator
+import threading
+from typing import Any, Container, Iterator, TypeVar
 
 import google_crc32c
 import numpy as np
@@ -22,6 +24,9 @@ import numpy as np
 BYTES, FLOAT, INT64 = 1, 2, 3          # the `Feature` oneof field numbers
 KIND_NAMES = {BYTES: "bytes_list", FLOAT: "float_list", INT64: "int64_list"}
 _LEN, _VARINT, _FIXED64, _FIXED32 = 2, 0, 1, 5
+
+
+T = TypeVar("T")
 
 
 class RecordError(ValueError):
@@ -65,6 +70,48 @@ def read_records(f: Any, skip: int = 0, take: int | None = None) -> Iterator[byt
                 yield data
         offset += 16 + length
         index += 1
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """What `items` yields, in order, produced by a thread that stays up to `depth` items ahead:
+    reading and checksumming the next record (file I/O and C code, which release the GIL) run on
+    another core while this one is decoded. An exception of `items` is raised here after the
+    items before it. Closing this generator (a break, an error in the caller) stops the thread
+    before it returns, so the caller may close the file `items` reads right after."""
+    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(done: bool, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put((done, value), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(False, item):
+                    return
+            put(True, None)
+        except BaseException as exc:   # handed to the consumer, raised there
+            put(True, exc)
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            done, value = slots.get()
+            if done:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

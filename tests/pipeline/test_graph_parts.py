@@ -107,7 +107,7 @@ def test_ipython_probe_imports_nothing_outside_ipython(monkeypatch):
     from apache_beam import pipeline
     from apache_beam.utils import interactive_utils
 
-    from armdata.pipeline.graph import skip_ipython_probe
+    from armdata.pipeline.beam_startup import skip_ipython_probe
 
     skip_ipython_probe()
     skip_ipython_probe()   # idempotent
@@ -118,3 +118,46 @@ def test_ipython_probe_imports_nothing_outside_ipython(monkeypatch):
     session.get_ipython = lambda: object()    # what IPython returns inside a session
     monkeypatch.setitem(sys.modules, "IPython", session)
     assert interactive_utils.is_in_ipython() and pipeline.is_in_ipython()
+
+
+def test_dofn_specs_are_inspected_once_per_dofn_with_beams_answers(monkeypatch):
+    """Beam inspects every method of the same DoFn three to four times while building and
+    translating a graph; the memo answers as Beam does (state and timer specs found, duplicate
+    parameters refused) and inspects each object once."""
+    import apache_beam as beam
+    from apache_beam.coders import VarIntCoder
+    from apache_beam.transforms import userstate
+
+    from armdata.pipeline import beam_startup
+
+    monkeypatch.setattr(userstate, "get_dofn_specs", userstate.get_dofn_specs)  # undone after
+    inspect = userstate.get_dofn_specs
+    calls = []
+
+    def counted(dofn):
+        calls.append(dofn)
+        return inspect(dofn)
+
+    monkeypatch.setattr(userstate, "get_dofn_specs", counted)
+    beam_startup.memoize_dofn_specs()
+    beam_startup.memoize_dofn_specs()   # idempotent
+
+    state = userstate.BagStateSpec("seen", VarIntCoder())
+
+    class Stateful(beam.DoFn):
+        def process(self, element, seen=beam.DoFn.StateParam(state)):
+            yield element
+
+    class Plain(beam.DoFn):
+        def process(self, element):
+            yield element
+
+    stateful, plain = Stateful(), Plain()
+    for _ in range(3):
+        assert userstate.get_dofn_specs(stateful) == ({state}, set())
+        assert userstate.is_stateful_dofn(stateful) and not userstate.is_stateful_dofn(plain)
+    assert calls == [stateful, plain]
+    specs = userstate.get_dofn_specs(stateful)
+    specs[0].clear()                       # a caller changing its answer changes no later one
+    assert userstate.get_dofn_specs(stateful) == ({state}, set())
+    assert userstate.get_dofn_specs(Stateful()) == ({state}, set()) and len(calls) == 3

@@ -190,7 +190,7 @@ def test_half_written_or_damaged_work_is_not_reused(command, clean, finished_wor
 
 
 def test_a_spill_damaged_in_place_is_recomputed(command, clean, finished_work, tmp_path):
-    """4 KiB zeroed inside a spill (same size, e.g. blocks lost in a crash): the sha256 in its
+    """4 KiB zeroed inside a spill (same size, e.g. blocks lost in a crash): the CRC32C in its
     commit record no longer matches, so the episode is recomputed, not published broken."""
     out = tmp_path / "out"
     work = with_work(finished_work, out)
@@ -304,7 +304,7 @@ def finish(episodes: str, pending: list[resume.Pending]) -> list:
 
 def test_episode_commit_syncs_three_times_and_never_names_unsynced_data(tmp_path, monkeypatch):
     """Per episode: the spill and the record are synced, renamed (spill first) and their folder
-    synced once: 3 syncs, was 4. The spill's sha256 is taken while it is written, not read back.
+    synced once: 3 syncs, was 4. The spill's CRC32C is taken before it is written, not read back.
     The bundle ends with every commit durable."""
     events: list[tuple[str, str]] = []
     synced = storage.fsync
@@ -321,11 +321,11 @@ def test_episode_commit_syncs_three_times_and_never_names_unsynced_data(tmp_path
         events.append(("rename", str(dst)))
 
     def read_back(path):
-        raise AssertionError(f"{path} read back to hash it")
+        raise AssertionError(f"{path} read back to checksum it")
 
     monkeypatch.setattr(storage, "fsync", fsync)
     monkeypatch.setattr(storage.os, "replace", replace)
-    monkeypatch.setattr(storage, "sha256_of", read_back)
+    monkeypatch.setattr(storage, "crc32c_of", read_back)
     episodes = str(tmp_path / "episodes")
     names = ["a", "b", "c"]
     out = finish(episodes, [resume.Pending(f"d/{n}", small_episode(n)) for n in names])
@@ -343,6 +343,18 @@ def test_episode_commit_syncs_three_times_and_never_names_unsynced_data(tmp_path
         summary, rejections = resume.read_record(episodes, "k" * 16, f"d/{name}")
         assert summary.rows == 3 and rejections == []
     assert not [p for p in Path(episodes).rglob("*") if ".tmp-" in p.name]
+
+
+def test_spill_checksum_is_crc32c(tmp_path):
+    """The commit record's checksum is CRC32C (Castagnoli), as its name says: the standard check
+    value, the same over a file read in chunks, and it changes with one flipped bit."""
+    assert storage.crc32c(b"123456789") == "e3069283"   # the CRC-32C check value (RFC 3720)
+    data = bytes(range(256)) * 5000
+    path = tmp_path / "x"
+    path.write_bytes(data)
+    assert storage.crc32c_of(str(path), chunk=1000) == storage.crc32c(data)
+    path.write_bytes(data[:777] + bytes([data[777] ^ 1]) + data[778:])
+    assert storage.crc32c_of(str(path), chunk=1000) != storage.crc32c(data)
 
 
 def test_a_failed_commit_fails_the_bundle_and_leaves_nothing(tmp_path, monkeypatch):
@@ -379,3 +391,14 @@ def test_work_directory_is_deleted_by_several_threads(tmp_path, monkeypatch):
     storage.delete_tree(str(work))
     assert not work.exists() and outside.read_text() == "not ours"
     assert len(threads) > 1
+
+
+def test_record_floats_round_trip_exactly():
+    rng = np.random.default_rng(0)
+    actions = rng.normal(size=(40, 7)).astype(np.float32)
+    for values in (actions, actions[:, :0], np.float32([[1e-38, -3.4e38, 0.1]])):
+        back = resume.unpack_floats(resume.pack_floats(values), len(values))
+        assert back.dtype == np.float32 and back.shape == values.shape
+        assert back.tobytes() == values.tobytes()
+    with pytest.raises(ValueError):
+        resume.unpack_floats("not base64!", 1)

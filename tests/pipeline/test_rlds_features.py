@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from armdata.pipeline.sources.rlds_features import example_fields, make_decoder,
     without_unused_frames
 from armdata.pipeline.sources.rlds import open_builder
 from armdata.testing.synthetic import write_synthetic_rlds
-from armdata.pipeline.sources.tfrecord import FLOAT, INT64, RecordError, parse_example, read_records
+from armdata.pipeline.sources.tfrecord import FLOAT, INT64, RecordError, parse_example, read_ahead, \
+    read_records
 
 FAULTS = {1: "corrupt_jpeg", 2: "nan_action", 3: "missing_instruction", 4: "empty", 5: "short"}
 
@@ -169,6 +171,38 @@ def test_corruption_fails_at_its_record(tfrecord, where):
             for record in read_records(f):
                 got.append(record)
     assert got == payloads[:2]
+
+
+def test_read_ahead_yields_in_order_then_raises_where_the_reader_failed(tfrecord):
+    path, payloads = tfrecord
+    data = bytearray(path.read_bytes())
+    start = offsets(payloads)[3]
+    with open(path, "rb") as f:
+        assert list(read_ahead(read_records(f))) == payloads
+    data[start + 20] ^= 0x40
+    path.write_bytes(bytes(data))
+    got = []
+    with open(path, "rb") as f, pytest.raises(RecordError, match=f"corrupted record at {start}"):
+        for record in read_ahead(read_records(f)):
+            got.append(record)
+    assert got == payloads[:3]
+
+
+def test_read_ahead_stops_its_thread_when_closed_early():
+    """A consumer that stops (a break, an error) leaves no thread reading behind it, and the
+    producer ran at most `depth` + 1 items ahead."""
+    produced = []
+
+    def items():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    ahead = read_ahead(items(), depth=2)
+    assert [next(ahead), next(ahead)] == [0, 1]
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+    assert len(produced) <= 2 + 2 + 1
 
 
 # --- Example wire format -------------------------------------------------------------------------

@@ -6,8 +6,10 @@ import hashlib
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from armdata.pipeline.sinks import storage
 from armdata.pipeline.sinks.finalize import build_counts, counts_consistent
 from armdata.pipeline.sinks.writer import SHARD_BYTES, auto_num_shards, full_table, rejection_lines, \
     shard_of, shard_path
@@ -80,3 +82,20 @@ def test_image_columns_are_hub_image_features():
     assert image_cell(None) is None and image_bytes(None) is None
     with pytest.raises(TypeError):
         image_bytes([1, 2])
+
+
+def test_hashing_writer_hashes_what_it_wrote_even_from_a_reused_buffer(tmp_path):
+    """The sha256 (taken on another thread) is that of the file's bytes, also when the caller
+    overwrites its buffer right after each write, and for read-only buffers kept as they are."""
+    path = tmp_path / "x.bin"
+    out = storage.HashingWriter(open(path, "wb"))
+    buffer = bytearray(100_000)
+    for i in range(50):
+        buffer[:] = bytes([i % 251]) * len(buffer)
+        out.write(buffer)
+        out.write(memoryview(bytes([i]) * 3))
+    out.write(pa.py_buffer(b"arrow buffer"))
+    out.close()
+    data = path.read_bytes()
+    assert out.size == len(data) == 50 * 100_003 + 12
+    assert out.sha256.hexdigest() == hashlib.sha256(data).hexdigest()

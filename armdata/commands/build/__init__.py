@@ -19,7 +19,8 @@ from armdata.commands.build.failure import clean_up_failed, failed_dir
 from armdata.commands.build.options import add_arguments
 from armdata.commands.build.progress import progress
 from armdata.commands.build.publish import publish, summary
-from armdata.commands.build.runner import beam_options, make_runner, runs_in_process
+from armdata.commands.build.runner import beam_options, forked_workers, make_runner, \
+    runs_in_process
 from armdata.pipeline import resume
 from armdata.pipeline.graph import build_graph
 from armdata.pipeline.identity import build_identity
@@ -51,11 +52,13 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
                  ready["plan"].num_episodes, ready["plan"].builder_name, args.output, staging, work)
         try:
             options = beam_options(beam_args or [], runs_in_process(ready["manifest"]))
-            p = beam.Pipeline(runner=make_runner(options), options=options)
+            runner = make_runner(options)
+            p = beam.Pipeline(runner=runner, options=options)
             build_graph(p, ready["plan"], ready["config"], ready["stages"], staging,
                         ready["stats"], args.num_shards, args.min_shards, ready["manifest"],
                         work, key)
-            with progress(resume.episodes_dir(work), ready["plan"].num_episodes):
+            with forked_workers(runner, options), \
+                    progress(resume.episodes_dir(work), ready["plan"].num_episodes):
                 result = p.run()
                 state = result.wait_until_finish()
             if state != PipelineState.DONE:

@@ -1,13 +1,16 @@
 """Beam's side of a build: its pass-through options and the local runner."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Any
+from typing import Any, Iterator
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.portability import python_urns
 from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+from armdata.commands.build.workers import worker_server
 
 # A local actions-only build of at most this many episodes runs in the launcher's process unless
 # Beam options say otherwise (`runs_in_process`); measured on 2 cores, see README "Benchmarks".
@@ -68,11 +71,31 @@ def make_runner(options: PipelineOptions) -> Any:
 
 
 class LocalRunner(fn_runner.FnApiRunner):
-    """FnApiRunner whose worker processes start through `armdata.beam_worker`, which sets up
-    armdata's logging before Beam's worker logs anything (see `armdata.logs`)."""
+    """FnApiRunner whose worker processes start through `worker_command`: by default
+    `armdata.beam_worker`, which sets up armdata's logging before Beam's worker logs anything
+    (see `armdata.logs`); during `forked_workers`, the worker server's client."""
+
+    worker_command = f"{sys.executable} -m armdata.beam_worker"
 
     def run_via_runner_api(self, pipeline_proto: Any, options: PipelineOptions) -> Any:
         for env in pipeline_proto.components.environments.values():
             if env.urn == python_urns.SUBPROCESS_SDK:
-                env.payload = f"{sys.executable} -m armdata.beam_worker".encode()
+                env.payload = self.worker_command.encode()
         return super().run_via_runner_api(pipeline_proto, options)
+
+
+@contextlib.contextmanager
+def forked_workers(runner: Any, options: PipelineOptions) -> Iterator[None]:
+    """Local worker processes forked from this one (`forked_workers.worker_server`) while the
+    block runs, where the runner is local and starts worker processes."""
+    if not isinstance(runner, LocalRunner) or \
+            options.view_as(DirectOptions).direct_running_mode != "multi_processing":
+        yield
+        return
+    with worker_server() as command:
+        if command:
+            runner.worker_command = command
+        try:
+            yield
+        finally:
+            runner.__dict__.pop("worker_command", None)
