@@ -49,30 +49,42 @@ def read_kind(path: str) -> str | None:
         return None
 
 
+BATCH = 16   # frames per model call, as the depth stage's default batch
+
+
 def tokenize_files(files: list[str], vqvae_path: str | None, depth_model: str,
                    device: torch.device) -> list[dict[str, Any]]:
-    """One result per file, in order: {file, source, codes, tokens} or {file, error}. Each file
-    goes alone through the depth stage's chain (`transforms.depth.depth_to_codes`)."""
+    """One result per file, in order: {file, source, codes, tokens} or {file, error}. Files of
+    the same kind and size go through the depth stage's chain (`transforms.depth.depth_to_codes`)
+    together, up to BATCH at a time, with one copy back per batch."""
     vqvae = load_vqvae(vqvae_path, device)
     depth_net = None
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = [{} for _ in files]
+    waiting: dict[tuple[str, tuple[int, ...]], list[tuple[int, np.ndarray]]] = {}
+
+    def encode(kind: str, batch: list[tuple[int, np.ndarray]]) -> None:
+        nonlocal depth_net
+        if kind == "rgb" and depth_net is None:
+            depth_net = load_depth_model(depth_model, device)
+        inputs = torch.from_numpy(np.stack([array for _, array in batch])).to(device)
+        _, codes, problems = depth_to_codes(vqvae, inputs, kind, depth_net)
+        for (i, _), row, problem in zip(batch, codes.cpu().numpy(), problems):
+            results[i] = {"file": files[i], "error": problem[1]} if problem is not None else \
+                {"file": files[i], "source": kind, "codes": row.tolist(), "tokens": depth_text(row)}
+
     with torch.inference_mode():
-        for path in files:
+        for i, path in enumerate(files):
             try:
                 kind, array = read_image(path)
             except ValueError as exc:
-                results.append({"file": path, "error": str(exc)})
+                results[i] = {"file": path, "error": str(exc)}
                 continue
-            if kind == "rgb" and depth_net is None:
-                depth_net = load_depth_model(depth_model, device)
-            _, codes, problems = depth_to_codes(vqvae, torch.from_numpy(array).to(device)[None],
-                                             kind, depth_net)
-            if problems[0] is not None:
-                results.append({"file": path, "error": problems[0][1]})
-                continue
-            row = codes[0].cpu().numpy()
-            results.append({"file": path, "source": kind, "codes": row.tolist(),
-                            "tokens": depth_text(row)})
+            batch = waiting.setdefault((kind, array.shape), [])
+            batch.append((i, array))
+            if len(batch) == BATCH:
+                encode(kind, waiting.pop((kind, array.shape)))
+        for (kind, _), batch in waiting.items():
+            encode(kind, batch)
     return results
 
 

@@ -287,3 +287,43 @@ def test_depth_tokens_of_a_frame_are_the_stage_codes(assets, tmp_path, capsys) -
                             "--device", "cpu", "--json", *files) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["codes"] for r in out] == [s.depth_codes.tolist() for s in ep.steps]
+
+
+def test_depth_tokens_batches_files_of_one_kind_and_size_in_order(assets, tmp_path, capsys,
+                                                                  monkeypatch) -> None:
+    """Depth maps of two sizes, interleaved, and an unreadable file: results stay in the files'
+    order, each file's codes are its own (as encoded alone), and the model is called once per
+    batch of up to BATCH same-sized files (20 + 3 maps: 3 calls)."""
+    from armdata.commands import depth_tokens
+    from armdata.models.vqvae import load_vqvae, vqvae_input
+
+    calls = []
+    chain = depth_tokens.depth_to_codes
+
+    def counted(vqvae, inputs, kind, depth_net=None):
+        calls.append((kind, tuple(inputs.shape)))
+        return chain(vqvae, inputs, kind, depth_net)
+
+    monkeypatch.setattr(depth_tokens, "depth_to_codes", counted)
+    big, small = synthetic_depth_maps(20, 30, 40, seed=1), synthetic_depth_maps(3, 24, 24, seed=2)
+    files, maps, bigs, smalls = [], [], iter(big), iter(small)
+    for k in range(23):
+        image = next(smalls) if k in (0, 7, 14) else next(bigs)
+        files.append(str(tmp_path / f"{k}.png"))
+        Image.fromarray(image).save(files[-1])
+        maps.append(image)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    files.insert(5, str(bad))
+    maps.insert(5, None)
+    assert run_depth_tokens("--vqvae", str(assets[1]), "--device", "cpu", "--json", *files) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in out] == files and "error" in out[5]
+    vq = load_vqvae(str(assets[1]))
+    with torch.inference_mode():
+        for r, image in zip(out, maps):
+            if image is not None:
+                alone = vq.encode(vqvae_input(torch.from_numpy(image)[None]))[0].tolist()
+                assert r["source"] == "depth_map" and r["codes"] == alone
+    assert sorted(calls) == sorted([("depth_map", (16, 30, 40)), ("depth_map", (4, 30, 40)),
+                                    ("depth_map", (3, 24, 24))])
