@@ -99,11 +99,13 @@ class RunStage(beam.DoFn):
         if len(episodes) == 1:
             results = [self._one(episodes[0])]
         else:
+            counted = collections.Counter(self.stage.counters)
             try:
                 results = self.stage.process_batch(episodes)
             except DataError:   # find the bad episode: run them one by one
                 log.exception("stage %s failed on a batch; retrying its episodes one by one",
                               self.stage.name)
+                self.stage.counters = counted   # the failed attempt's counts are counted again
                 results = [self._one(e) for e in episodes]
         for key, n in self.stage.counters.items():
             if n != self.reported[key]:

@@ -60,6 +60,20 @@ def test_run_stage_keeps_results_rejections_and_passes_rejected_through():
             assert_that(out, equal_to(expected))
 
 
+def test_a_batch_retried_one_by_one_counts_each_episode_once():
+    """A batch that fails on bad data is rerun episode by episode; what the failed attempt
+    counted is not counted twice."""
+    stage = DropOddSteps(batch=3)
+    fn = RunStage(stage)
+    fn.setup()
+    fn.start_bundle()
+    inputs = [Pending("toy/a", episode("a", 4)), Pending("toy/b", episode("b", 1)),
+              Pending("toy/bad", episode("bad", 2))]
+    out = [o for p in inputs for o in fn.process(p)] + [o.value for o in fn.finish_bundle()]
+    assert [o.episode_id for o in out] == ["toy/a", "toy/b", "toy/bad"]
+    assert stage.counters == {"episodes": 2, "episode_error": 1}
+
+
 def summary(ep: Episode) -> EpisodeSummary:
     return EpisodeSummary(ep.episode_id, "", len(ep.steps), 0, ep.actions(), ep.states())
 
