@@ -114,23 +114,28 @@ def make_durable(renames: list[tuple[str, str]]) -> None:
         fsync(directory)
 
 
+def blocks(path: str, chunk: int = 8 << 20) -> Iterator[bytes]:
+    """A file's bytes, `chunk` at a time (for checksums of files of any size)."""
+    with open_read(path) as f:
+        while block := f.read(chunk):
+            yield block
+
+
 def crc32c(data: bytes) -> str:
     return f"{google_crc32c.value(data):08x}"
 
 
 def crc32c_of(path: str, chunk: int = 8 << 20) -> str:
     crc = 0
-    with open_read(path) as f:
-        while block := f.read(chunk):
-            crc = google_crc32c.extend(crc, block)
+    for block in blocks(path, chunk):
+        crc = google_crc32c.extend(crc, block)
     return f"{crc:08x}"
 
 
-def sha256_of(path: str, chunk: int = 8 << 20) -> str:
+def sha256_of(path: str) -> str:
     digest = hashlib.sha256()
-    with open_read(path) as f:
-        while block := f.read(chunk):
-            digest.update(block)
+    for block in blocks(path):
+        digest.update(block)
     return digest.hexdigest()
 
 
